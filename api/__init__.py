@@ -1,0 +1,3 @@
+"""
+The edges users touch: the FastAPI app, its WebSocket protocol, and the CLI.
+"""

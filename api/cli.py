@@ -1,0 +1,95 @@
+"""
+The ``duetto`` command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from infra.logging import configure
+from infra.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+WS_MAX_FRAME_BYTES = 64 * 1024
+WS_PING_SECONDS = 20.0
+
+
+def serve(args: argparse.Namespace) -> int:
+    """
+    Run the gateway with uvicorn until interrupted.
+    """
+    import uvicorn
+
+    from api.app import create_app
+
+    overrides = {"host": args.host, "port": args.port, "profile": args.profile}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    configure(settings.log_level, as_json=settings.log_json)
+    logger.info(
+        "duetto (%s profile) listening on http://%s:%s",
+        settings.profile,
+        settings.host,
+        settings.port,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        ws_max_size=WS_MAX_FRAME_BYTES,
+        # A socket that misses a ping for this long is closed, and presence
+        # follows: nobody stays online after their network died.
+        ws_ping_interval=WS_PING_SECONDS,
+        ws_ping_timeout=WS_PING_SECONDS,
+    )
+    return 0
+
+
+def token(args: argparse.Namespace) -> int:
+    """
+    Print a token for ``args.user`` signed with the configured secret.
+    """
+    from api.auth import issue_token
+
+    settings = Settings()
+    ttl = args.ttl or settings.token_ttl_seconds
+    print(issue_token(settings.signing_secret(), args.user, ttl_seconds=ttl))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="duetto", description="Real-time 1-on-1 chat backend."
+    )
+    commands = root.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("serve", help="run the HTTP and WebSocket gateway")
+    run.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    run.add_argument("--port", type=int, help="port to bind (default 8000)")
+    run.add_argument("--profile", choices=["embedded", "scaled"])
+    run.set_defaults(handler=serve)
+
+    issue = commands.add_parser("token", help="print a token for a user")
+    issue.add_argument("user", help="the user id the token speaks for")
+    issue.add_argument("--ttl", type=int, help="seconds until it expires")
+    issue.set_defaults(handler=token)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except Exception as e:
+        if type(e).__name__ in {"ValidationError", "InvalidUserIdError"}:
+            print(f"duetto: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""
+The HTTP endpoints, one module per resource.
+"""

@@ -1,0 +1,3 @@
+"""
+The write side: command models and the application service that runs them.
+"""

@@ -1,0 +1,3 @@
+"""
+Adapters, settings and wiring: everything that touches the outside world.
+"""

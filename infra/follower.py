@@ -1,0 +1,108 @@
+"""
+The embedded profile's follower of the event store's notification log.
+
+A thread reads new notifications in order, hands each batch to the history
+projector, then to the fan-out. The projector's position is stored with its
+rows, so a restart resumes exactly where it stopped. The fan-out keeps no
+position: after a restart it pushes only what is new, and clients catch up
+on anything older with ``sync``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from commands.service import ChatService
+from projections.fanout import FanOut
+from projections.ports import LoggedEvent
+from projections.runner import HistoryProjector
+
+logger = logging.getLogger(__name__)
+
+RETRY_PAUSE_SECONDS = 1.0
+
+
+class LogFollower:
+    """
+    Follows the notification log in a background thread until stopped.
+    """
+
+    def __init__(
+        self,
+        chat: ChatService,
+        projector: HistoryProjector,
+        fanout: FanOut,
+        *,
+        batch_size: int,
+        poll_seconds: float,
+    ) -> None:
+        self._chat = chat
+        self._projector = projector
+        self._fanout = fanout
+        self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._fanout_from = self.head()
+        self._thread = threading.Thread(target=self._run, name="log-follower")
+
+    def start(self) -> None:
+        logger.info(
+            "following the log from position %s (head %s)",
+            self._projector.position,
+            self._fanout_from,
+        )
+        self._thread.start()
+
+    def wake(self) -> None:
+        """
+        Say that something was appended; the thread reads it at once.
+        """
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def head(self) -> int:
+        return self._chat.recorder.max_notification_id() or 0
+
+    def lag(self) -> int:
+        return max(0, self.head() - self._projector.position)
+
+    def catch_up(self) -> None:
+        """
+        Project everything already in the log, in the calling thread.
+        """
+        while self._step():
+            pass
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(self._poll_seconds)
+            self._wake.clear()
+            try:
+                self.catch_up()
+            except Exception:
+                # The position was not advanced, so the same batch is retried.
+                logger.exception("projecting failed; retrying")
+                time.sleep(RETRY_PAUSE_SECONDS)
+
+    def _step(self) -> bool:
+        start = self._projector.position + 1
+        notifications = self._chat.recorder.select_notifications(
+            start=start, limit=self._batch_size
+        )
+        if not notifications:
+            return False
+        batch = [
+            LoggedEvent(n.id, self._chat.mapper.to_domain_event(n))
+            for n in notifications
+        ]
+        self._projector.handle(batch)
+        self._fanout.handle([e for e in batch if e.position > self._fanout_from])
+        return len(notifications) == self._batch_size

@@ -1,0 +1,82 @@
+"""
+One typed settings object, read from ``DUETTO_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_LENGTH = 32
+SECRET_FILE = "secret.key"
+
+
+class Settings(BaseSettings):
+    """
+    Everything a duetto process can be configured with.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DUETTO_", extra="ignore")
+
+    profile: Literal["embedded", "scaled"] = "embedded"
+    data_dir: Path = Path("var")
+    jwt_secret: SecretStr | None = None
+    token_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "INFO"
+    log_json: bool = False
+    aggregate_cache_size: int = Field(default=10_000, ge=0)
+    follower_batch_size: int = Field(default=500, gt=0)
+    follower_poll_seconds: float = Field(default=0.5, gt=0)
+    outbox_limit: int = Field(default=10_000, gt=0)
+
+    @model_validator(mode="after")
+    def _secret_is_strong(self) -> Settings:
+        secret = self.jwt_secret
+        if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
+            msg = f"DUETTO_JWT_SECRET must be at least {MIN_SECRET_LENGTH} characters"
+            raise ValueError(msg)
+        if secret is None and self.profile == "scaled":
+            msg = "the scaled profile needs DUETTO_JWT_SECRET shared by all processes"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in {"127.0.0.1", "localhost", "::1"} or self.host.startswith(
+            "127."
+        )
+
+    def signing_secret(self) -> str:
+        """
+        The token secret; the embedded profile creates one in the data directory.
+        """
+        if self.jwt_secret is not None:
+            return self.jwt_secret.get_secret_value()
+        path = self.data_dir / SECRET_FILE
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+    def event_store_env(self) -> dict[str, str]:
+        """
+        The ``eventsourcing`` environment for the event store of record.
+        """
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(self.data_dir / "events.sqlite"),
+            "SQLITE_LOCK_TIMEOUT": "30",
+            "AGGREGATE_CACHE_MAXSIZE": str(self.aggregate_cache_size),
+        }
+
+    @property
+    def read_model_path(self) -> Path:
+        return self.data_dir / "history.sqlite"

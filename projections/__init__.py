@@ -1,0 +1,3 @@
+"""
+The read side: pure "event in, rows out" logic over ports, one adapter per store.
+"""
