@@ -35,6 +35,22 @@ class Settings(BaseSettings):
     follower_poll_seconds: float = Field(default=0.5, gt=0)
     outbox_limit: int = Field(default=10_000, gt=0)
 
+    # The scaled profile's servers; infra/local starts all of them on loopback.
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    postgres_user: str = "duetto"
+    postgres_password: SecretStr = SecretStr("duetto")
+    postgres_db: str = "duetto"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_topic: str = "duetto.conversations"
+    kafka_partitions: int = Field(default=12, gt=0)
+    cassandra_hosts: str = "127.0.0.1"
+    cassandra_port: int = 9042
+    cassandra_keyspace: str = "duetto"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    presence_ttl_seconds: int = Field(default=60, gt=0)
+    heartbeat_seconds: float = Field(default=20.0, gt=0)
+
     @model_validator(mode="after")
     def _secret_is_strong(self) -> Settings:
         secret = self.jwt_secret
@@ -69,6 +85,8 @@ class Settings(BaseSettings):
         """
         The ``eventsourcing`` environment for the event store of record.
         """
+        if self.profile == "scaled":
+            return self._postgres_env()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
@@ -76,6 +94,21 @@ class Settings(BaseSettings):
             "SQLITE_LOCK_TIMEOUT": "30",
             "AGGREGATE_CACHE_MAXSIZE": str(self.aggregate_cache_size),
         }
+
+    def _postgres_env(self) -> dict[str, str]:
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": self.postgres_db,
+            "POSTGRES_HOST": self.postgres_host,
+            "POSTGRES_PORT": str(self.postgres_port),
+            "POSTGRES_USER": self.postgres_user,
+            "POSTGRES_PASSWORD": self.postgres_password.get_secret_value(),
+            "AGGREGATE_CACHE_MAXSIZE": str(self.aggregate_cache_size),
+        }
+
+    @property
+    def cassandra_contact_points(self) -> list[str]:
+        return [host.strip() for host in self.cassandra_hosts.split(",") if host]
 
     @property
     def read_model_path(self) -> Path:

@@ -338,6 +338,20 @@ class LocalServer(ABC):
         self.launch()
         return self.wait_ready(timeout)
 
+    def restart(self, timeout: float | None = None) -> float:
+        """
+        Stop the server and start it again on the data it has, for outage tests.
+
+        Return the seconds from the new launch until it answered.
+        """
+        self.stop()
+        self._check_ports_free()
+        self._launched_at = time.monotonic()
+        self._proc = self._spawn()
+        self._write_pid(self._proc.pid)
+        logger.info("%s: relaunched pid %s on its old data", self.name, self._proc.pid)
+        return self.wait_ready(timeout)
+
     def launch(self) -> None:
         """
         Start the server process in its own session without waiting for it.
