@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 
 from infra.logging import configure
 from infra.settings import Settings
@@ -49,6 +51,32 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def until_signalled(run: Callable[[threading.Event], None]) -> None:
+    """
+    Call ``run`` with an event that SIGTERM or SIGINT sets, for a clean stop.
+    """
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    run(stopping)
+
+
+def relay(args: argparse.Namespace) -> int:
+    """
+    Relay the event store's notification log to Kafka until signalled.
+    """
+    from infra.bootstrap import build_relay
+
+    settings = Settings(profile="scaled")
+    configure(settings.log_level, as_json=settings.log_json)
+    parts = build_relay(settings)
+    try:
+        until_signalled(parts.relay.run)
+    finally:
+        parts.close()
+    return 0
+
+
 def token(args: argparse.Namespace) -> int:
     """
     Print a token for ``args.user`` signed with the configured secret.
@@ -72,6 +100,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, help="port to bind (default 8000)")
     run.add_argument("--profile", choices=["embedded", "scaled"])
     run.set_defaults(handler=serve)
+
+    forward = commands.add_parser(
+        "relay", help="relay the event store's log to Kafka (scaled profile)"
+    )
+    forward.set_defaults(handler=relay)
 
     issue = commands.add_parser("token", help="print a token for a user")
     issue.add_argument("user", help="the user id the token speaks for")

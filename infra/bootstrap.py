@@ -9,7 +9,10 @@ from dataclasses import dataclass
 
 from commands.service import ChatService
 from infra.follower import LogFollower
+from infra.kafka import LogProducer, ensure_topic
 from infra.memory import MemoryPresence
+from infra.positions import PostgresPositions, ensure_schema
+from infra.relay import Relay
 from infra.settings import Settings
 from infra.sqlite import SQLiteHistory
 from projections.fanout import FanOut
@@ -40,11 +43,20 @@ class Services:
         logger.info("closed the %s profile", self.settings.profile)
 
 
+def chat_service(settings: Settings) -> ChatService:
+    """
+    The write side on the profile's event store of record.
+    """
+    if settings.profile == "scaled" and settings.postgres_schema:
+        ensure_schema(settings.postgres_dsn, settings.postgres_schema)
+    return ChatService(env=settings.event_store_env())
+
+
 def build(settings: Settings, *, publisher: Publisher) -> Services:
     """
     Wire the embedded profile; ``publisher`` reaches this process's sockets.
     """
-    chat = ChatService(env=settings.event_store_env())
+    chat = chat_service(settings)
     store = SQLiteHistory(settings.read_model_path)
     follower = LogFollower(
         chat,
@@ -67,3 +79,36 @@ def build(settings: Settings, *, publisher: Publisher) -> Services:
         follower=follower,
         _store=store,
     )
+
+
+@dataclass
+class RelayParts:
+    """
+    The relay process: the event store's log, a producer and a position.
+    """
+
+    relay: Relay
+    chat: ChatService
+    positions: PostgresPositions
+
+    def close(self) -> None:
+        self.positions.close()
+        self.chat.close()
+
+
+def build_relay(settings: Settings) -> RelayParts:
+    """
+    Wire ``duetto relay``: PostgreSQL's notification log to the Kafka topic.
+    """
+    ensure_topic(
+        settings.kafka_bootstrap,
+        settings.kafka_topic,
+        partitions=settings.kafka_partitions,
+    )
+    chat = chat_service(settings)
+    positions = PostgresPositions(
+        settings.postgres_dsn, schema=settings.postgres_schema
+    )
+    producer = LogProducer(settings.kafka_bootstrap, settings.kafka_topic)
+    relay = Relay(chat.recorder, producer, positions)
+    return RelayParts(relay=relay, chat=chat, positions=positions)

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     postgres_user: str = "duetto"
     postgres_password: SecretStr = SecretStr("duetto")
     postgres_db: str = "duetto"
+    postgres_schema: str = Field(default="", pattern=r"^[a-z_][a-z0-9_]*$|^$")
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_topic: str = "duetto.conversations"
     kafka_partitions: int = Field(default=12, gt=0)
@@ -104,7 +105,20 @@ class Settings(BaseSettings):
             "POSTGRES_USER": self.postgres_user,
             "POSTGRES_PASSWORD": self.postgres_password.get_secret_value(),
             "AGGREGATE_CACHE_MAXSIZE": str(self.aggregate_cache_size),
+            **(
+                {"POSTGRES_SCHEMA": self.postgres_schema}
+                if self.postgres_schema
+                else {}
+            ),
         }
+
+    @property
+    def postgres_dsn(self) -> str:
+        password = self.postgres_password.get_secret_value()
+        return (
+            f"postgresql://{self.postgres_user}:{password}@{self.postgres_host}:"
+            f"{self.postgres_port}/{self.postgres_db}"
+        )
 
     @property
     def cassandra_contact_points(self) -> list[str]:

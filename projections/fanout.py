@@ -1,8 +1,10 @@
 """
 Fan-out: push each new message and receipt to both participants' devices.
 
-It runs after the history projector has applied the same events, so a client
-that is pushed a message finds it in history too.
+Everything a frame needs comes from the event itself, or from history when
+the event alone cannot tell (who the participants of an older conversation
+are, the other mark of a receipt). Marks only rise, so merging the event's
+mark with whatever history holds, older or newer, is never wrong.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ import logging
 from collections.abc import Sequence
 from uuid import UUID
 
-from domain.conversation import Conversation
+from domain.conversation import Conversation, Receipt
 from domain.ids import UserId
 from projections.frames import message_frame, receipt_frame
 from projections.history import message_of
 from projections.ports import Frame, HistoryQueries, LoggedEvent, Publisher
-from projections.views import ReceiptView
 
 logger = logging.getLogger(__name__)
 
@@ -34,26 +35,37 @@ class FanOut:
 
     def handle(self, batch: Sequence[LoggedEvent]) -> None:
         for logged in batch:
-            frame = self._frame_for(logged.event)
+            event = logged.event
+            if isinstance(event, Conversation.Started):
+                self._known[event.originator_id] = (event.user_a, event.user_b)
+                continue
+            frame = self._frame_for(event)
             if frame is None:
                 continue
-            for user in self._participants(logged.event.originator_id):
+            for user in self._participants(event.originator_id):
                 self._publisher.publish(user, frame)
 
     def _frame_for(self, event: object) -> Frame | None:
         if isinstance(event, Conversation.MessageSent):
             return message_frame(message_of(event))
-        if isinstance(event, Conversation.Delivered | Conversation.Read):
-            return receipt_frame(self._receipt(event.originator_id, event.user))
+        if isinstance(event, Conversation.Delivered):
+            receipt = self._merged(event.originator_id, event.user, event.up_to_seq, 0)
+            return receipt_frame(receipt)
+        if isinstance(event, Conversation.Read):
+            up_to = event.up_to_seq
+            return receipt_frame(
+                self._merged(event.originator_id, event.user, up_to, up_to)
+            )
         return None
 
-    def _receipt(self, conversation_id: UUID, user: UserId) -> ReceiptView:
-        # History already holds this event's marks, or later ones: marks only
-        # rise, so sending the newest is never wrong.
-        for receipt in self._queries.receipts(conversation_id):
-            if receipt.user == user:
-                return receipt
-        return ReceiptView(conversation_id, user, 0, 0)
+    def _merged(
+        self, conversation_id: UUID, user: UserId, delivered: int, read: int
+    ) -> Receipt:
+        for known in self._queries.receipts(conversation_id):
+            if known.user == user:
+                delivered = max(delivered, known.delivered_up_to)
+                read = max(read, known.read_up_to)
+        return Receipt(conversation_id, user, delivered, read)
 
     def _participants(self, conversation_id: UUID) -> tuple[UserId, ...]:
         known = self._known.get(conversation_id)

@@ -345,6 +345,7 @@ class LocalServer(ABC):
         Return the seconds from the new launch until it answered.
         """
         self.stop()
+        self.install()
         self._check_ports_free()
         self._launched_at = time.monotonic()
         self._proc = self._spawn()
