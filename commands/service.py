@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from uuid import UUID
 
@@ -29,6 +30,10 @@ class ChatService(Application[UUID]):
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env=env)
         self._listeners: list[SavedListener] = []
+        # The library fast-forwards its cached aggregate under a lock but deep-
+        # copies it after releasing that lock, so a load racing another load of
+        # the same conversation can copy it mid-change. Loads take turns here.
+        self._load_lock = threading.Lock()
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         # Configuration comes from the settings object alone, never from
@@ -91,7 +96,7 @@ class ChatService(Application[UUID]):
         Load a conversation that ``user`` takes part in; any other is not found.
         """
         try:
-            conversation: Conversation = self.repository.get(conversation_id)
+            conversation = self._load(conversation_id)
         except AggregateNotFoundError:
             raise ConversationNotFoundError("no such conversation") from None
         conversation.check_participant(user)
@@ -103,10 +108,15 @@ class ChatService(Application[UUID]):
         assert command.to is not None  # SendMessage checks one address is given.
         peer = check_user_id(command.to)
         try:
-            existing: Conversation = self.repository.get(conversation_id(sender, peer))
+            existing = self._load(conversation_id(sender, peer))
         except AggregateNotFoundError:
             return Conversation.start(sender, peer)
         return existing
+
+    def _load(self, conversation_id: UUID) -> Conversation:
+        with self._load_lock:
+            conversation: Conversation = self.repository.get(conversation_id)
+        return conversation
 
     def _save(self, conversation: Conversation) -> None:
         if not conversation.pending_events:

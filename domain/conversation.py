@@ -164,9 +164,13 @@ class Conversation(Aggregate):
         seq: int,
         client_msg_id: str,
         body: str,
+        timestamp: datetime | None = None,
     ) -> None:
+        # The library passes the event's own time as ``timestamp``; until this
+        # body returns, ``modified_on`` still holds the previous event's time.
+        assert timestamp is not None
         self.last_seq = seq
-        self.sent[(sender, client_msg_id)] = (message_id, seq, self.modified_on)
+        self.sent[(sender, client_msg_id)] = (message_id, seq, timestamp)
 
     def _sent_message(
         self, sender: UserId, client_msg_id: str, *, duplicate: bool
