@@ -10,11 +10,18 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from infra.logging import configure
 from infra.settings import Settings
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from infra.bootstrap import Process
+
+# Named, not __name__: under `python -m api.cli` that is "__main__", which
+# the configured "api" logger does not cover, and the line saying where the
+# server listens would vanish.
+logger = logging.getLogger("api.cli")
 
 WS_MAX_FRAME_BYTES = 64 * 1024
 WS_PING_SECONDS = 20.0
@@ -51,14 +58,14 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def until_signalled(run: Callable[[threading.Event], None]) -> None:
+def stop_signals() -> threading.Event:
     """
-    Call ``run`` with an event that SIGTERM or SIGINT sets, for a clean stop.
+    An event that SIGTERM or SIGINT sets, so a process can stop cleanly.
     """
     stopping = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopping.set())
-    run(stopping)
+    return stopping
 
 
 def relay(args: argparse.Namespace) -> int:
@@ -67,13 +74,29 @@ def relay(args: argparse.Namespace) -> int:
     """
     from infra.bootstrap import build_relay
 
+    return run_process(build_relay)
+
+
+def project(args: argparse.Namespace) -> int:
+    """
+    Run one projector as a member of its Kafka consumer group until signalled.
+    """
+    from infra.bootstrap import build_projector
+
+    return run_process(lambda settings: build_projector(settings, args.name))
+
+
+def run_process(build: Callable[[Settings], Process]) -> int:
+    # Signals are caught before anything is built: a stop during start-up
+    # still ends cleanly, once the parts exist to be closed.
+    stopping = stop_signals()
     settings = Settings(profile="scaled")
     configure(settings.log_level, as_json=settings.log_json)
-    parts = build_relay(settings)
+    process = build(settings)
     try:
-        until_signalled(parts.relay.run)
+        process.run(stopping)
     finally:
-        parts.close()
+        process.close()
     return 0
 
 
@@ -105,6 +128,16 @@ def parser() -> argparse.ArgumentParser:
         "relay", help="relay the event store's log to Kafka (scaled profile)"
     )
     forward.set_defaults(handler=relay)
+
+    projector = commands.add_parser(
+        "project", help="run a projector over the Kafka log (scaled profile)"
+    )
+    projector.add_argument(
+        "name",
+        choices=["history", "presence"],
+        help="history: Cassandra tables; presence: pushes through Redis",
+    )
+    projector.set_defaults(handler=project)
 
     issue = commands.add_parser("token", help="print a token for a user")
     issue.add_argument("user", help="the user id the token speaks for")

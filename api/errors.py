@@ -59,7 +59,10 @@ def from_validation(error: ValidationError | RequestValidationError) -> RequestE
     Name the first offending field of a validation failure, and what is wrong.
     """
     first = error.errors()[0]
-    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    location = [str(part) for part in first.get("loc", ())]
+    if isinstance(error, RequestValidationError) and location[:1] == ["body"]:
+        # FastAPI puts the request body first; a field may be named body too.
+        location = location[1:]
     field = ".".join(location) or None
     code = "missing_field" if first.get("type") == "missing" else "invalid_field"
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")

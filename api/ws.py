@@ -60,30 +60,42 @@ class Session:
 
     async def handle(self, text: str | None) -> None:
         ref: object = None
+        frame: dict[str, Any] = {}
         try:
             frame = parse_frame(text)
             ref = frame.get("ref")
+            check_frame(frame)
             handler = HANDLERS.get(frame["type"])
             if handler is None:
                 msg = f"unknown frame type {frame['type']!r}"
                 raise RequestError("unknown_type", msg, field="type")
             await handler(self, frame)
         except ValidationError as e:
-            await self.refuse(from_validation(e), ref)
+            await self.refuse(from_validation(e), ref, frame)
         except ChatError as e:
-            await self.refuse(e, ref)
+            await self.refuse(e, ref, frame)
         except Exception:
-            logger.exception("frame failed on connection %s", self.connection.id)
+            logger.exception(
+                "frame failed on connection %s of %s (conversation %r)",
+                self.connection.id,
+                self.user,
+                frame.get("conversation_id"),
+            )
             internal = RequestError("internal_error", "something went wrong")
             await self.connection.reply(error_frame(internal, ref))
 
-    async def refuse(self, error: ChatError, ref: object) -> None:
+    async def refuse(
+        self, error: ChatError, ref: object, frame: dict[str, Any]
+    ) -> None:
+        # Name the conversation or peer the frame was about, never its body.
         logger.info(
-            "refused a frame from %s on %s: %s (field %s)",
+            "refused a frame from %s on %s: %s (field %s, conversation %r, to %r)",
             self.user,
             self.connection.id,
             error.code,
             error.field,
+            frame.get("conversation_id"),
+            frame.get("to"),
         )
         await self.connection.reply(error_frame(error, ref))
 
@@ -93,7 +105,7 @@ class Session:
 
 def parse_frame(text: str | None) -> dict[str, Any]:
     """
-    Decode a text frame into a JSON object with a string ``type``.
+    Decode a text frame into a JSON object.
     """
     if text is None:
         raise RequestError("invalid_frame", "frames must be JSON text, not binary")
@@ -103,13 +115,19 @@ def parse_frame(text: str | None) -> dict[str, Any]:
         raise RequestError("invalid_json", "the frame is not valid JSON") from None
     if not isinstance(frame, dict):
         raise RequestError("invalid_frame", "a frame must be a JSON object")
+    return frame
+
+
+def check_frame(frame: dict[str, Any]) -> None:
+    """
+    Refuse an object without a string ``type``, or one that names a sender.
+    """
     if not isinstance(frame.get("type"), str):
         raise RequestError("missing_field", "a frame needs a type", field="type")
     for name in FORBIDDEN_FIELDS:
         if name in frame:
             msg = "the sender is whoever holds the token; do not name one"
             raise RequestError("forbidden_field", msg, field=name)
-    return frame
 
 
 async def on_send(session: Session, frame: dict[str, Any]) -> None:
@@ -229,7 +247,8 @@ async def _serve(
     websocket: WebSocket, services: Services, hub: Hub, connection: Connection
 ) -> None:
     hub.add(connection)
-    services.presence.connected(connection.user, connection.id)
+    services.watch(connection.user, connection.id)
+    await _presence(services.presence.connected, connection)
     logger.info("connection %s opened by %s", connection.id, connection.user)
     writer = asyncio.create_task(connection.write())
     session = Session(services, connection)
@@ -245,7 +264,8 @@ async def _serve(
         close_code = e.code
     finally:
         hub.remove(connection)
-        services.presence.disconnected(connection.user, connection.id)
+        services.unwatch(connection.user, connection.id)
+        await _presence(services.presence.disconnected, connection)
         connection.close()
         await asyncio.gather(writer, return_exceptions=True)
         logger.info(
@@ -254,3 +274,16 @@ async def _serve(
             connection.user,
             close_code,
         )
+
+
+async def _presence(
+    change: Callable[[UserId, str], None], connection: Connection
+) -> None:
+    """
+    Record a presence change; a presence store outage never breaks a socket.
+    """
+    try:
+        await run_in_threadpool(change, connection.user, connection.id)
+    except Exception:
+        # The gateway re-registers its live sockets once the store is back.
+        logger.exception("presence change failed for %s", connection.user)

@@ -1,45 +1,67 @@
 """
 The composition root: turn ``Settings`` into the running parts of duetto.
+
+Each process of a profile has one builder here. The scaled profile's client
+libraries are imported inside its builders, so the embedded profile runs
+without them.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from commands.service import ChatService
+from domain.ids import UserId
 from infra.follower import LogFollower
-from infra.kafka import LogProducer, ensure_topic
 from infra.memory import MemoryPresence
-from infra.positions import PostgresPositions, ensure_schema
-from infra.relay import Relay
 from infra.settings import Settings
 from infra.sqlite import SQLiteHistory
 from projections.fanout import FanOut
+from projections.frames import presence_frame
 from projections.ports import HistoryQueries, Publisher
 from projections.presence import PresenceTracker
 from projections.runner import HistoryProjector
 
 logger = logging.getLogger(__name__)
 
+Closer = Callable[[], None]
+Watcher = Callable[[UserId, str], None]
+
+
+def _ignore(user: UserId, connection_id: str) -> None:
+    """A gateway that sees every socket itself has nothing to subscribe to."""
+
 
 @dataclass
 class Services:
     """
     Everything a gateway needs, built once and closed once.
+
+    ``watch`` and ``unwatch`` tell the profile that a socket of a user opened
+    or closed on this gateway, so pushes for that user reach this process.
     """
 
     settings: Settings
     chat: ChatService
     history: HistoryQueries
     presence: PresenceTracker
-    follower: LogFollower
-    _store: SQLiteHistory
+    follower: LogFollower | None = None
+    watch: Watcher = _ignore
+    unwatch: Watcher = _ignore
+    closers: list[Closer] = field(default_factory=list)
+
+    def log_head(self) -> int:
+        return self.chat.recorder.max_notification_id() or 0
+
+    def projection_lag(self) -> int | None:
+        return None if self.follower is None else self.follower.lag()
 
     def close(self) -> None:
-        self.follower.stop()
-        self._store.close()
-        self.chat.close()
+        for close in reversed(self.closers):
+            close()
         logger.info("closed the %s profile", self.settings.profile)
 
 
@@ -48,13 +70,24 @@ def chat_service(settings: Settings) -> ChatService:
     The write side on the profile's event store of record.
     """
     if settings.profile == "scaled" and settings.postgres_schema:
+        from infra.positions import ensure_schema
+
         ensure_schema(settings.postgres_dsn, settings.postgres_schema)
     return ChatService(env=settings.event_store_env())
 
 
 def build(settings: Settings, *, publisher: Publisher) -> Services:
     """
-    Wire the embedded profile; ``publisher`` reaches this process's sockets.
+    Wire a gateway; ``publisher`` reaches this process's own sockets.
+    """
+    if settings.profile == "scaled":
+        return build_scaled_gateway(settings, local=publisher)
+    return build_embedded(settings, publisher=publisher)
+
+
+def build_embedded(settings: Settings, *, publisher: Publisher) -> Services:
+    """
+    One process: SQLite event store and history, presence in memory.
     """
     chat = chat_service(settings)
     store = SQLiteHistory(settings.read_model_path)
@@ -70,45 +103,131 @@ def build(settings: Settings, *, publisher: Publisher) -> Services:
     # Whatever was recorded before a crash is projected before anyone reads.
     follower.catch_up()
     follower.start()
-    logger.info("built the %s profile in %s", settings.profile, settings.data_dir)
+    logger.info("built the embedded profile in %s", settings.data_dir)
     return Services(
         settings=settings,
         chat=chat,
         history=store,
         presence=PresenceTracker(MemoryPresence(), store, publisher),
         follower=follower,
-        _store=store,
+        closers=[chat.close, store.close, follower.stop],
+    )
+
+
+def build_scaled_gateway(settings: Settings, *, local: Publisher) -> Services:
+    """
+    A gateway of many: PostgreSQL, Cassandra for reads, Redis for the rest.
+    """
+    from infra.cassandra.cluster import connect as connect_history
+    from infra.redis import RedisPresence, RedisPublisher, RedisSubscriber, connect
+
+    chat = chat_service(settings)
+    history = connect_history(settings)
+    client = connect(settings.redis_url)
+    store = RedisPresence(client, ttl_seconds=settings.presence_ttl_seconds)
+    tracker = PresenceTracker(store, history, RedisPublisher(client))
+
+    def reconcile(came_online: Sequence[UserId]) -> None:
+        # After Redis came back, tell everyone what its stored state says.
+        for user in came_online:
+            tracker.announce(user)
+        for user in subscriber.watched_users():
+            for peer in history.peers_of(user):
+                local.publish(user, presence_frame(tracker.status(peer)))
+
+    subscriber = RedisSubscriber(
+        settings.redis_url,
+        local.publish,
+        presence=store,
+        on_reconnect=reconcile,
+        heartbeat_seconds=settings.heartbeat_seconds,
+    )
+    subscriber.start()
+    logger.info("built a scaled gateway")
+    return Services(
+        settings=settings,
+        chat=chat,
+        history=history,
+        presence=tracker,
+        watch=subscriber.watch,
+        unwatch=subscriber.unwatch,
+        closers=[chat.close, history.close, client.close, subscriber.stop],
     )
 
 
 @dataclass
-class RelayParts:
+class Process:
     """
-    The relay process: the event store's log, a producer and a position.
+    A background process of the scaled profile: what to run and what to close.
     """
 
-    relay: Relay
-    chat: ChatService
-    positions: PostgresPositions
+    run: Callable[[threading.Event], None]
+    closers: list[Closer]
 
     def close(self) -> None:
-        self.positions.close()
-        self.chat.close()
+        for close in reversed(self.closers):
+            close()
 
 
-def build_relay(settings: Settings) -> RelayParts:
+def build_relay(settings: Settings) -> Process:
     """
-    Wire ``duetto relay``: PostgreSQL's notification log to the Kafka topic.
+    ``duetto relay``: PostgreSQL's notification log to the Kafka topic.
     """
-    ensure_topic(
-        settings.kafka_bootstrap,
-        settings.kafka_topic,
-        partitions=settings.kafka_partitions,
-    )
+    from infra.kafka import LogProducer
+    from infra.positions import PostgresPositions
+    from infra.relay import Relay
+
+    _ensure_topic(settings)
     chat = chat_service(settings)
     positions = PostgresPositions(
         settings.postgres_dsn, schema=settings.postgres_schema
     )
     producer = LogProducer(settings.kafka_bootstrap, settings.kafka_topic)
     relay = Relay(chat.recorder, producer, positions)
-    return RelayParts(relay=relay, chat=chat, positions=positions)
+    return Process(run=relay.run, closers=[chat.close, positions.close])
+
+
+def build_projector(settings: Settings, name: str) -> Process:
+    """
+    ``duetto project NAME``: one projector as a member of its consumer group.
+    """
+    from infra.cassandra.cluster import connect as connect_history
+    from infra.consumer import ProjectorProcess
+    from infra.kafka import LogConsumer
+
+    _ensure_topic(settings)
+    history = connect_history(settings)
+    closers: list[Closer] = [history.close]
+    if name == "history":
+        handler = HistoryProjector(history).handle
+        consumer = LogConsumer(
+            settings.kafka_bootstrap, settings.kafka_topic, "duetto-history"
+        )
+    elif name == "presence":
+        from infra.redis import RedisPublisher, connect
+
+        client = connect(settings.redis_url)
+        closers.append(client.close)
+        handler = FanOut(history, RedisPublisher(client)).handle
+        # Pushes are for people online now: a new group starts at the head.
+        consumer = LogConsumer(
+            settings.kafka_bootstrap,
+            settings.kafka_topic,
+            "duetto-presence",
+            start_at="latest",
+        )
+    else:
+        msg = f"no projector named {name!r}"
+        raise ValueError(msg)
+    process = ProjectorProcess(name, consumer, handler)
+    return Process(run=process.run, closers=closers)
+
+
+def _ensure_topic(settings: Settings) -> None:
+    from infra.kafka import ensure_topic
+
+    ensure_topic(
+        settings.kafka_bootstrap,
+        settings.kafka_topic,
+        partitions=settings.kafka_partitions,
+    )

@@ -186,7 +186,7 @@ class LogConsumer:
 
     def poll(self, *, max_records: int, timeout: float) -> ConsumedBatch:
         try:
-            messages = self._consumer.consume(num_messages=max_records, timeout=timeout)
+            messages = self._wait_for_records(max_records, timeout)
         except KafkaException as e:
             raise LogUnavailableError(str(e)) from e
         batch: ConsumedBatch = []
@@ -203,6 +203,15 @@ class LogConsumer:
                 continue  # Only records carry a place, and only they are wanted.
             batch.append(Consumed(partition, offset, LogRecord.from_json(value)))
         return batch
+
+    def _wait_for_records(self, max_records: int, timeout: float) -> list[Message]:
+        # consume() waits out its whole timeout unless max_records arrive, so
+        # wait for the first record alone, then take whatever else is ready.
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return []
+        more = self._consumer.consume(num_messages=max_records - 1, timeout=0)
+        return [first, *more]
 
     def commit(self, batch: ConsumedBatch) -> None:
         """

@@ -45,17 +45,20 @@ class PresenceTracker:
     def connected(self, user: UserId, connection_id: str) -> None:
         if self._store.connected(user, connection_id, self._clock()):
             logger.info("user %s came online", user)
-            self._announce(user)
+            self.announce(user)
 
     def disconnected(self, user: UserId, connection_id: str) -> None:
         if self._store.disconnected(user, connection_id, self._clock()):
             logger.info("user %s went offline", user)
-            self._announce(user)
+            self.announce(user)
 
     def status(self, user: UserId) -> PresenceView:
         return self._store.status(user)
 
-    def _announce(self, user: UserId) -> None:
+    def announce(self, user: UserId) -> None:
+        """
+        Tell everyone who shares a conversation with ``user`` what the store says.
+        """
         frame = presence_frame(self._store.status(user))
         for peer in self._queries.peers_of(user):
             self._publisher.publish(peer, frame)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel
 
@@ -28,18 +28,36 @@ class DevTokenOut(BaseModel):
 @router.get("/healthz")
 def health(services: ServicesDep) -> dict[str, object]:
     """Liveness, and how far the projections trail the log."""
-    follower = services.follower
     return {
         "status": "ok",
         "profile": services.settings.profile,
-        "log_head": follower.head(),
-        "projection_lag": follower.lag(),
+        "log_head": services.log_head(),
+        "projection_lag": services.projection_lag(),
     }
+
+
+# The page's own files, by name: nothing else under static/ is served.
+STATIC_TYPES = {
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
+
+
+def _static_text(name: str) -> str:
+    return files("api").joinpath("static", name).read_text(encoding="utf-8")
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def web_page() -> str:
-    return files("api").joinpath("static/index.html").read_text(encoding="utf-8")
+    return _static_text("index.html")
+
+
+@router.get("/static/{name}", include_in_schema=False)
+def web_asset(name: str) -> Response:
+    media_type = STATIC_TYPES.get(name)
+    if media_type is None:
+        raise HTTPException(404, "not found")
+    return Response(_static_text(name), media_type=media_type)
 
 
 @router.post("/v1/dev/token", response_model=DevTokenOut)

@@ -116,7 +116,12 @@ def test_kafka_down_during_shutdown_loses_nothing(
     settings = settings_from(scaled_env)
     ensure_topic(settings.kafka_bootstrap, settings.kafka_topic, partitions=4)
     chat = chat_service(settings)
-    relay = DuettoProcess(["relay"], {**scaled_env}, tmp_path / "relay.log")
+    relay = DuettoProcess(["relay"], scaled_env, tmp_path / "relay.log")
+    wait_until(
+        lambda: "relay starting" in relay.log.read_text(),
+        timeout=60,
+        what="the relay to start",
+    )
     kafka_server.stop()
     down_since = time.monotonic()
     try:
