@@ -42,14 +42,14 @@ class Connection:
         # The highest seq this socket was sent per conversation, to drop repeats.
         self._sent_up_to: dict[str, int] = {}
         self.overflowed = False
-        self._closing: asyncio.Future[None] | None = None
+        self._finished = False
 
     async def reply(self, frame: Frame) -> None:
         """
         Queue a direct reply, waiting while the socket is far behind.
         """
         self._outbox.put_nowait(frame)
-        while self._outbox.qsize() > REPLY_BACKLOG:
+        while self._outbox.qsize() > REPLY_BACKLOG and not self._finished:
             self._drained.clear()
             await self._drained.wait()
 
@@ -82,13 +82,24 @@ class Connection:
 
     async def write(self) -> None:
         """
-        Send queued frames in order until the connection closes.
+        Send queued frames in order until the connection closes or falls behind.
+
+        Only this task sends, so the close for a socket that fell too far
+        behind is sent here too, never beside a frame in flight.
         """
-        while (frame := await self._outbox.get()) is not None:
-            await self._websocket.send_text(json.dumps(frame, ensure_ascii=False))
-            if self._outbox.qsize() <= REPLY_BACKLOG:
-                self._drained.set()
-        self._drained.set()
+        try:
+            while (frame := await self._outbox.get()) is not None:
+                if self.overflowed:
+                    await self._websocket.close(OVERFLOW_CLOSE_CODE)
+                    return
+                await self._websocket.send_text(json.dumps(frame, ensure_ascii=False))
+                if self._outbox.qsize() <= REPLY_BACKLOG:
+                    self._drained.set()
+        finally:
+            # Whoever waits for room in the outbox must not wait for a writer
+            # that is gone.
+            self._finished = True
+            self._drained.set()
 
     def _is_new(self, frame: Frame) -> bool:
         if frame.get("type") != "message":
@@ -100,13 +111,13 @@ class Connection:
         return True
 
     def _enqueue_live(self, frame: Frame) -> None:
+        if self.overflowed:
+            return
         if self._outbox.qsize() >= self._outbox_limit:
-            if not self.overflowed:
-                logger.warning("connection %s fell too far behind", self.id)
-                self.overflowed = True
-                self._closing = asyncio.ensure_future(
-                    self._websocket.close(OVERFLOW_CLOSE_CODE)
-                )
+            logger.warning(
+                "connection %s of %s fell too far behind", self.id, self.user
+            )
+            self.overflowed = True
             return
         self._outbox.put_nowait(frame)
 
