@@ -27,6 +27,9 @@ from projections.runner import HistoryProjector
 
 logger = logging.getLogger(__name__)
 
+HISTORY_GROUP = "duetto-history"
+PRESENCE_GROUP = "duetto-presence"
+
 Closer = Callable[[], None]
 Watcher = Callable[[UserId, str], None]
 
@@ -49,6 +52,7 @@ class Services:
     history: HistoryQueries
     presence: PresenceTracker
     follower: LogFollower | None = None
+    lag: Callable[[], int | None] | None = None
     watch: Watcher = _ignore
     unwatch: Watcher = _ignore
     closers: list[Closer] = field(default_factory=list)
@@ -57,7 +61,12 @@ class Services:
         return self.chat.recorder.max_notification_id() or 0
 
     def projection_lag(self) -> int | None:
-        return None if self.follower is None else self.follower.lag()
+        """
+        Events recorded but not yet in history, wherever they are on the way.
+        """
+        if self.follower is not None:
+            return self.follower.lag()
+        return None if self.lag is None else self.lag()
 
     def close(self) -> None:
         for close in reversed(self.closers):
@@ -119,13 +128,24 @@ def build_scaled_gateway(settings: Settings, *, local: Publisher) -> Services:
     A gateway of many: PostgreSQL, Cassandra for reads, Redis for the rest.
     """
     from infra.cassandra.cluster import connect as connect_history
-    from infra.redis import RedisPresence, RedisPublisher, RedisSubscriber, connect
+    from infra.lag import GroupLag, relay_lag
+    from infra.positions import PostgresPositions
+    from infra.redis import (
+        Names,
+        RedisPresence,
+        RedisPublisher,
+        RedisSubscriber,
+        connect,
+    )
 
     chat = chat_service(settings)
     history = connect_history(settings)
     client = connect(settings.redis_url)
-    store = RedisPresence(client, ttl_seconds=settings.presence_ttl_seconds)
-    tracker = PresenceTracker(store, history, RedisPublisher(client))
+    names = Names(prefix=settings.redis_prefix)
+    store = RedisPresence(
+        client, ttl_seconds=settings.presence_ttl_seconds, names=names
+    )
+    tracker = PresenceTracker(store, history, RedisPublisher(client, names=names))
 
     def reconcile(came_online: Sequence[UserId]) -> None:
         # After Redis came back, tell everyone what its stored state says.
@@ -138,20 +158,38 @@ def build_scaled_gateway(settings: Settings, *, local: Publisher) -> Services:
     subscriber = RedisSubscriber(
         settings.redis_url,
         local.publish,
+        names=names,
         presence=store,
         on_reconnect=reconcile,
         heartbeat_seconds=settings.heartbeat_seconds,
     )
     subscriber.start()
+    positions = PostgresPositions(
+        settings.postgres_dsn, schema=settings.postgres_schema
+    )
+    group = GroupLag(settings.kafka_bootstrap, settings.kafka_topic, HISTORY_GROUP)
+
+    def lag() -> int:
+        head = chat.recorder.max_notification_id() or 0
+        return relay_lag(head, positions) + group.records_behind()
+
     logger.info("built a scaled gateway")
     return Services(
         settings=settings,
         chat=chat,
         history=history,
         presence=tracker,
+        lag=lag,
         watch=subscriber.watch,
         unwatch=subscriber.unwatch,
-        closers=[chat.close, history.close, client.close, subscriber.stop],
+        closers=[
+            chat.close,
+            history.close,
+            client.close,
+            subscriber.stop,
+            positions.close,
+            group.close,
+        ],
     )
 
 
@@ -201,19 +239,20 @@ def build_projector(settings: Settings, name: str) -> Process:
     if name == "history":
         handler = HistoryProjector(history).handle
         consumer = LogConsumer(
-            settings.kafka_bootstrap, settings.kafka_topic, "duetto-history"
+            settings.kafka_bootstrap, settings.kafka_topic, HISTORY_GROUP
         )
     elif name == "presence":
-        from infra.redis import RedisPublisher, connect
+        from infra.redis import Names, RedisPublisher, connect
 
         client = connect(settings.redis_url)
         closers.append(client.close)
-        handler = FanOut(history, RedisPublisher(client)).handle
+        publisher = RedisPublisher(client, names=Names(prefix=settings.redis_prefix))
+        handler = FanOut(history, publisher).handle
         # Pushes are for people online now: a new group starts at the head.
         consumer = LogConsumer(
             settings.kafka_bootstrap,
             settings.kafka_topic,
-            "duetto-presence",
+            PRESENCE_GROUP,
             start_at="latest",
         )
     else:

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     cassandra_port: int = 9042
     cassandra_keyspace: str = "duetto"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "duetto:"
     presence_ttl_seconds: int = Field(default=60, gt=0)
     heartbeat_seconds: float = Field(default=20.0, gt=0)
 

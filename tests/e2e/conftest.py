@@ -17,6 +17,7 @@ from tests.e2e.client import Cast
 from tests.e2e.deployment import PROFILES, Deployment, StartDeployment, deploy
 
 E2E_DIR = Path(__file__).parent
+SCALED_SERVERS = ("postgres_server", "kafka_server", "cassandra_server", "redis_server")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -31,8 +32,18 @@ def profile(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
+def servers(profile: str, request: pytest.FixtureRequest) -> None:
+    """
+    The real servers a profile's processes talk to, running for the session.
+    """
+    if profile == "scaled":
+        for name in SCALED_SERVERS:
+            request.getfixturevalue(name)
+
+
+@pytest.fixture(scope="session")
 def deployment(
-    profile: str, tmp_path_factory: pytest.TempPathFactory
+    profile: str, servers: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Deployment]:
     """
     One deployment of ``profile`` shared by the tests that only need users.
@@ -43,7 +54,9 @@ def deployment(
 
 
 @pytest.fixture
-def start_deployment(profile: str, tmp_path: Path) -> Iterator[StartDeployment]:
+def start_deployment(
+    profile: str, servers: None, tmp_path: Path
+) -> Iterator[StartDeployment]:
     """
     Start deployments of ``profile`` on fresh data; all are stopped at the end.
     """

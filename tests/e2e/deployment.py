@@ -11,12 +11,14 @@ relay and projectors as processes of their own) is one more entry in
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Protocol
@@ -112,12 +114,17 @@ class ServerProcess:
         *,
         env: Mapping[str, str],
         log_path: Path,
-        ready_url: str,
+        ready_url: str | None = None,
+        ready_line: str | None = None,
+        start_timeout: float = START_TIMEOUT,
     ) -> None:
         self.args = [sys.executable, "-m", "api.cli", *args]
         self.env = dict(env)
         self.log_path = log_path
         self.ready_url = ready_url
+        # A process without HTTP is ready once its log shows this line.
+        self.ready_line = ready_line
+        self.start_timeout = start_timeout
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -157,22 +164,32 @@ class ServerProcess:
 
     def _wait_ready(self) -> None:
         assert self._process is not None
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + self.start_timeout
         with httpx.Client(trust_env=False, timeout=1.0) as http:
             while time.monotonic() < deadline:
                 if self._process.poll() is not None:
                     self._end(signal.SIGKILL)
                     msg = f"{self.args} exited early:\n{self.log_path.read_text()}"
                     raise RuntimeError(msg)
-                try:
-                    if http.get(self.ready_url).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
+                if self._is_ready(http):
+                    return
                 time.sleep(POLL_SECONDS)
         self.kill()
-        msg = f"{self.args} not ready within {START_TIMEOUT}s"
+        msg = f"{self.args} not ready within {self.start_timeout}s"
         raise RuntimeError(msg)
+
+    def _is_ready(self, http: httpx.Client) -> bool:
+        if self.ready_line is not None:
+            return self.ready_line in self.log_path.read_text(errors="replace")
+        assert self.ready_url is not None
+        try:
+            return http.get(self.ready_url).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None
 
 
 class EmbeddedDeployment:
@@ -252,8 +269,155 @@ class EmbeddedDeployment:
                 await asyncio.sleep(POLL_SECONDS)
 
 
-STARTERS: dict[str, Starter] = {"embedded": EmbeddedDeployment}
-PROFILES: tuple[str, ...] = tuple(STARTERS)
+SCALED_START_TIMEOUT = 90.0
+SCALED_SECRET = "e2e-scaled-profile-secret-0123456789abcdef"
+
+
+class ScaledDeployment:
+    """
+    The scaled profile: two gateways, the relay and both projectors, each a
+    process of its own over the real servers, with a private PostgreSQL
+    schema, Kafka topic and Cassandra keyspace.
+
+    Successive URLs alternate between the gateways, so the people of a test
+    are spread over both and every case also crosses gateways.
+    """
+
+    profile = "scaled"
+
+    def __init__(self, workdir: Path, env: Mapping[str, str]) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self._workdir = workdir
+        unique = uuid.uuid4().hex[:10]
+        self._env = server_env(
+            workdir / "data",
+            {**scaled_servers_env(), **_private_names(unique), **env},
+        )
+        self.ports = (free_port(), free_port())
+        self._turn = itertools.count()
+        self._processes = [
+            self._process(["relay"], "relay", ready_line="relay starting"),
+            self._process(
+                ["project", "history"], "history", ready_line="assigned partitions"
+            ),
+            self._process(
+                ["project", "presence"], "presence", ready_line="assigned partitions"
+            ),
+            *(self._gateway(n, port) for n, port in enumerate(self.ports)),
+        ]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{LOOPBACK}:{self._next_port()}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{LOOPBACK}:{self._next_port()}"
+
+    def token(self, user: str, *, ttl_seconds: int = TOKEN_TTL_SECONDS) -> str:
+        return issue_token(SCALED_SECRET, user, ttl_seconds=ttl_seconds)
+
+    def start(self) -> None:
+        for process in self._processes:
+            process.start()
+
+    def stop(self) -> None:
+        for process in reversed(self._processes):
+            process.stop()
+
+    def kill(self) -> None:
+        for process in self._processes:
+            process.kill()
+
+    def log_text(self) -> str:
+        return "\n".join(
+            process.log_path.read_text(encoding="utf-8", errors="replace")
+            for process in self._processes
+            if process.log_path.exists()
+        )
+
+    async def settle(self, timeout: float = SETTLE_TIMEOUT * 2) -> None:
+        async with asyncio.timeout(timeout):
+            for port in self.ports:
+                await _wait_for_no_lag(f"http://{LOOPBACK}:{port}")
+
+    def _next_port(self) -> int:
+        return self.ports[next(self._turn) % len(self.ports)]
+
+    def _process(self, args: list[str], name: str, *, ready_line: str) -> ServerProcess:
+        return ServerProcess(
+            args,
+            env=self._env,
+            log_path=self._workdir / f"{name}.log",
+            ready_line=ready_line,
+            start_timeout=SCALED_START_TIMEOUT,
+        )
+
+    def _gateway(self, number: int, port: int) -> ServerProcess:
+        return ServerProcess(
+            ["serve", "--host", LOOPBACK, "--port", str(port)],
+            env=self._env,
+            log_path=self._workdir / f"gateway-{number}.log",
+            ready_url=f"http://{LOOPBACK}:{port}/healthz",
+            start_timeout=SCALED_START_TIMEOUT,
+        )
+
+
+def scaled_servers_env() -> dict[str, str]:
+    """
+    Where infra/local's servers listen, as a scaled deployment's settings.
+    """
+    from infra.local.servers import (
+        CassandraServer,
+        KafkaServer,
+        PostgresServer,
+        RedisServer,
+    )
+
+    postgres = PostgresServer()
+    return {
+        "DUETTO_PROFILE": "scaled",
+        "DUETTO_JWT_SECRET": SCALED_SECRET,
+        "DUETTO_POSTGRES_HOST": LOOPBACK,
+        "DUETTO_POSTGRES_PORT": str(postgres.port),
+        "DUETTO_POSTGRES_USER": postgres.db_user,
+        "DUETTO_POSTGRES_PASSWORD": postgres.db_password,
+        "DUETTO_POSTGRES_DB": postgres.db_name,
+        "DUETTO_KAFKA_BOOTSTRAP": KafkaServer().bootstrap,
+        "DUETTO_KAFKA_PARTITIONS": "4",
+        "DUETTO_CASSANDRA_HOSTS": LOOPBACK,
+        "DUETTO_CASSANDRA_PORT": str(CassandraServer().port),
+        "DUETTO_REDIS_URL": RedisServer().url,
+    }
+
+
+def _private_names(unique: str) -> dict[str, str]:
+    return {
+        "DUETTO_POSTGRES_SCHEMA": f"e2e_{unique}",
+        "DUETTO_KAFKA_TOPIC": f"e2e.{unique}",
+        "DUETTO_CASSANDRA_KEYSPACE": f"e2e_{unique}",
+        # Each deployment's Redis keys and channels are its own too.
+        "DUETTO_REDIS_PREFIX": f"e2e:{unique}",
+    }
+
+
+async def _wait_for_no_lag(base_url: str) -> None:
+    async with httpx.AsyncClient(base_url=base_url, trust_env=False) as http:
+        while True:
+            health = (await http.get("/healthz")).json()
+            if health["projection_lag"] == 0:
+                return
+            await asyncio.sleep(POLL_SECONDS)
+
+
+STARTERS: dict[str, Starter] = {
+    "embedded": EmbeddedDeployment,
+    "scaled": ScaledDeployment,
+}
+# DUETTO_E2E_PROFILES=embedded narrows a local run; CI runs every profile.
+PROFILES: tuple[str, ...] = tuple(
+    os.environ.get("DUETTO_E2E_PROFILES", ",".join(STARTERS)).split(",")
+)
 
 
 def deploy(
