@@ -35,6 +35,11 @@ cell to a new value:
 Unread is derived, not counted: the peer's rows in ``messages_by_sender`` past
 the user's read mark, one slice of one partition.
 
+TODO(unread-partitions): ``messages_by_sender`` keeps one partition per
+(conversation, sender) that grows with the conversation; bucket it like
+``messages`` before conversations reach millions of messages, or its
+partitions outgrow what Cassandra handles well.
+
 Idempotence on (conversation id, version)
 -----------------------------------------
 SQLiteHistory skips a change whose version it has already passed. Here every
