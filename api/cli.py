@@ -54,6 +54,8 @@ def serve(args: argparse.Namespace) -> int:
         # follows: nobody stays online after their network died.
         ws_ping_interval=WS_PING_SECONDS,
         ws_ping_timeout=WS_PING_SECONDS,
+        # Chat frames are small: compressing each costs more CPU than it saves.
+        ws_per_message_deflate=False,
     )
     return 0
 

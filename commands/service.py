@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -14,15 +16,24 @@ from eventsourcing.utils import Environment, EnvType
 from commands.models import MarkDelivered, MarkRead, SendMessage
 from commands.retry import retry_on_conflict
 from domain.conversation import Conversation, Receipt, SentMessage
-from domain.errors import ConversationNotFoundError
+from domain.errors import ChatError, ConversationNotFoundError
 from domain.ids import UserId, check_user_id, conversation_id
 
 SavedListener = Callable[[], None]
+Result = TypeVar("Result")
+
+LOCK_STRIPES = 256
 
 
 class ChatService(Application[UUID]):
     """
     The application service of the write side, over the event store of record.
+
+    Within one process, the use cases of one conversation take turns (a
+    striped lock around load, decide and save), so they can work on the
+    cached aggregate itself instead of a copy of it. Writers in other
+    processes are caught by the event store's optimistic concurrency, and
+    ``retry_on_conflict`` decides again on the events that won.
     """
 
     name = "duetto"
@@ -30,10 +41,7 @@ class ChatService(Application[UUID]):
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env=env)
         self._listeners: list[SavedListener] = []
-        # The library fast-forwards its cached aggregate under a lock but deep-
-        # copies it after releasing that lock, so a load racing another load of
-        # the same conversation can copy it mid-change. Loads take turns here.
-        self._load_lock = threading.Lock()
+        self._stripes = [threading.Lock() for _ in range(LOCK_STRIPES)]
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         # Configuration comes from the settings object alone, never from
@@ -50,73 +58,100 @@ class ChatService(Application[UUID]):
         """
         Record ``sender``'s message, or return the original for a repeated one.
         """
+        if command.conversation_id is not None:
+            address = command.conversation_id
+        else:
+            assert command.to is not None  # SendMessage checks one address is given.
+            address = conversation_id(sender, check_user_id(command.to))
 
-        def attempt() -> SentMessage:
-            conversation = self._addressed(command, sender=sender)
-            sent = conversation.send_message(
+        def decide(conversation: Conversation) -> SentMessage:
+            return conversation.send_message(
                 sender=sender,
                 client_msg_id=command.client_msg_id,
                 body=command.body,
             )
-            self._save(conversation)
-            return sent
 
-        return retry_on_conflict(attempt, what=f"send by {sender}")
+        peer = command.to if command.conversation_id is None else None
+        return self._run(address, decide, user=sender, start_with=peer)
 
     def mark_delivered(self, command: MarkDelivered, *, user: UserId) -> Receipt:
         """
         Raise ``user``'s delivered mark in the conversation.
         """
 
-        def attempt() -> Receipt:
-            conversation = self.conversation(command.conversation_id, user=user)
-            receipt = conversation.mark_delivered(
-                user=user, up_to_seq=command.up_to_seq
-            )
-            self._save(conversation)
-            return receipt
+        def decide(conversation: Conversation) -> Receipt:
+            return conversation.mark_delivered(user=user, up_to_seq=command.up_to_seq)
 
-        return retry_on_conflict(attempt, what=f"delivered by {user}")
+        return self._run(command.conversation_id, decide, user=user)
 
     def mark_read(self, command: MarkRead, *, user: UserId) -> Receipt:
         """
         Raise ``user``'s read mark, and with it the delivered mark.
         """
 
-        def attempt() -> Receipt:
-            conversation = self.conversation(command.conversation_id, user=user)
-            receipt = conversation.mark_read(user=user, up_to_seq=command.up_to_seq)
-            self._save(conversation)
-            return receipt
+        def decide(conversation: Conversation) -> Receipt:
+            return conversation.mark_read(user=user, up_to_seq=command.up_to_seq)
 
-        return retry_on_conflict(attempt, what=f"read by {user}")
+        return self._run(command.conversation_id, decide, user=user)
 
     def conversation(self, conversation_id: UUID, *, user: UserId) -> Conversation:
         """
         Load a conversation that ``user`` takes part in; any other is not found.
         """
+        with self._turn(conversation_id):
+            return self._load(conversation_id, user=user, start_with=None)
+
+    def _run(
+        self,
+        conversation_id: UUID,
+        decide: Callable[[Conversation], Result],
+        *,
+        user: UserId,
+        start_with: UserId | None = None,
+    ) -> Result:
+        def attempt() -> Result:
+            with self._turn(conversation_id), self._evicting(conversation_id):
+                conversation = self._load(
+                    conversation_id, user=user, start_with=start_with
+                )
+                result = decide(conversation)
+                self._save(conversation)
+                return result
+
+        return retry_on_conflict(attempt, what=f"{user} on {conversation_id}")
+
+    def _load(
+        self, conversation_id: UUID, *, user: UserId, start_with: UserId | None
+    ) -> Conversation:
         try:
-            conversation = self._load(conversation_id)
+            conversation: Conversation = self.repository.get(conversation_id)
         except AggregateNotFoundError:
-            raise ConversationNotFoundError("no such conversation") from None
+            if start_with is None:
+                raise ConversationNotFoundError("no such conversation") from None
+            return Conversation.start(user, start_with)
         conversation.check_participant(user)
         return conversation
 
-    def _addressed(self, command: SendMessage, *, sender: UserId) -> Conversation:
-        if command.conversation_id is not None:
-            return self.conversation(command.conversation_id, user=sender)
-        assert command.to is not None  # SendMessage checks one address is given.
-        peer = check_user_id(command.to)
-        try:
-            existing = self._load(conversation_id(sender, peer))
-        except AggregateNotFoundError:
-            return Conversation.start(sender, peer)
-        return existing
+    @contextmanager
+    def _turn(self, conversation_id: UUID) -> Iterator[None]:
+        with self._stripes[conversation_id.int % LOCK_STRIPES]:
+            yield
 
-    def _load(self, conversation_id: UUID) -> Conversation:
-        with self._load_lock:
-            conversation: Conversation = self.repository.get(conversation_id)
-        return conversation
+    @contextmanager
+    def _evicting(self, conversation_id: UUID) -> Iterator[None]:
+        """
+        Forget the cached aggregate when a use case fails after it may have
+        changed it; the model raises its own errors before changing anything.
+        """
+        try:
+            yield
+        except ChatError:
+            raise
+        except BaseException:
+            if self.repository.cache is not None:
+                with suppress(KeyError):
+                    self.repository.cache.get(conversation_id, evict=True)
+            raise
 
     def _save(self, conversation: Conversation) -> None:
         if not conversation.pending_events:

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
             "SQLITE_DBNAME": str(self.data_dir / "events.sqlite"),
             "SQLITE_LOCK_TIMEOUT": "30",
             "AGGREGATE_CACHE_MAXSIZE": str(self.aggregate_cache_size),
+            # This process is the only writer: its cache is always current.
+            "AGGREGATE_CACHE_FASTFORWARD": "n",
+            "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
         }
 
     def _postgres_env(self) -> dict[str, str]:
@@ -106,6 +109,9 @@ class Settings(BaseSettings):
             "POSTGRES_USER": self.postgres_user,
             "POSTGRES_PASSWORD": self.postgres_password.get_secret_value(),
             "AGGREGATE_CACHE_MAXSIZE": str(self.aggregate_cache_size),
+            # Other gateways write too: catch up on their events at each load.
+            "AGGREGATE_CACHE_FASTFORWARD": "y",
+            "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
             **(
                 {"POSTGRES_SCHEMA": self.postgres_schema}
                 if self.postgres_schema

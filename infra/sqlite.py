@@ -95,6 +95,10 @@ def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
+    # History can always be rebuilt from the event store, which keeps full
+    # durability; here a crash keeps every commit, a power loss may drop the
+    # last ones together with their position, so they are projected again.
+    connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA busy_timeout=30000")
     return connection
 
