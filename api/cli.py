@@ -145,6 +145,10 @@ def parser() -> argparse.ArgumentParser:
     issue.add_argument("user", help="the user id the token speaks for")
     issue.add_argument("--ttl", type=int, help="seconds until it expires")
     issue.set_defaults(handler=token)
+
+    from infra.audit.commands import add_audit_parser
+
+    add_audit_parser(commands)
     return root
 
 

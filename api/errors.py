@@ -7,6 +7,7 @@ else decides how an error looks.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,7 +18,9 @@ from starlette.exceptions import HTTPException
 
 from commands.retry import ConversationBusyError
 from domain.errors import ChatError, ConversationNotFoundError
-from projections.ports import Frame
+from projections.ports import Frame, ReadModelUnavailableError
+
+logger = logging.getLogger(__name__)
 
 HTTP_CODES = {
     400: "bad_request",
@@ -36,6 +39,11 @@ class RequestError(ChatError):
     def __init__(self, code: str, message: str, *, field: str | None = None):
         super().__init__(message, field=field)
         self.code = code
+
+
+HISTORY_UNAVAILABLE = RequestError(
+    "history_unavailable", "history is unavailable right now; try again shortly"
+)
 
 
 def status_of(error: ChatError) -> int:
@@ -92,6 +100,14 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(content, status_code=error.status_code, headers=error.headers)
 
 
+async def _history_unavailable(request: Request, error: Exception) -> JSONResponse:
+    # The read model is down, not the request wrong: say so, briefly, and
+    # keep the driver's details in the log rather than in the response.
+    logger.warning("history unavailable for %s: %s", request.url.path, error)
+    content = {"error": _fields_of(HISTORY_UNAVAILABLE)}
+    return JSONResponse(content, status_code=503, headers={"Retry-After": "1"})
+
+
 def register(app: FastAPI) -> None:
     """
     Make every error response of ``app`` take the one shape.
@@ -99,3 +115,4 @@ def register(app: FastAPI) -> None:
     app.add_exception_handler(ChatError, _chat_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(ReadModelUnavailableError, _history_unavailable)

@@ -21,7 +21,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
 from api.auth import InvalidTokenError, bearer_token, user_of
-from api.errors import RequestError, error_frame, from_validation
+from api.errors import (
+    HISTORY_UNAVAILABLE,
+    RequestError,
+    error_frame,
+    from_validation,
+)
 from api.frames import ack_fields
 from api.hub import Connection, Hub
 from commands.models import MarkDelivered, MarkRead, SendMessage
@@ -30,7 +35,7 @@ from domain.ids import UserId
 from infra.bootstrap import Services
 from infra.logging import connection_context, user_context
 from projections.frames import message_fields, receipt_fields
-from projections.ports import Frame
+from projections.ports import Frame, ReadModelUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +79,9 @@ class Session:
             await self.refuse(from_validation(e), ref, frame)
         except ChatError as e:
             await self.refuse(e, ref, frame)
+        except ReadModelUnavailableError as e:
+            logger.warning("history unavailable on %s: %s", self.connection.id, e)
+            await self.connection.reply(error_frame(HISTORY_UNAVAILABLE, ref))
         except Exception:
             logger.exception(
                 "frame failed on connection %s of %s (conversation %r)",

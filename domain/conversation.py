@@ -81,11 +81,25 @@ class Conversation(Aggregate):
         user_b: UserId
 
     class MessageSent(Aggregate.Event):
+        """
+        A message recorded with the next seq.
+
+        Version 2 added ``format``; a version 1 event reads as ``"text"``.
+        """
+
+        class_version = 2
+
         sender: UserId
         message_id: UUID
         seq: int
         client_msg_id: str
         body: str
+        format: str = "text"
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, object]) -> None:
+            # Every message before version 2 was plain text.
+            state["format"] = "text"
 
     class Delivered(Aggregate.Event):
         user: UserId
@@ -153,6 +167,7 @@ class Conversation(Aggregate):
             seq=self.last_seq + 1,
             client_msg_id=client_msg_id,
             body=body,
+            format="text",
         )
         return self._sent_message(sender, client_msg_id, duplicate=False)
 
@@ -164,6 +179,7 @@ class Conversation(Aggregate):
         seq: int,
         client_msg_id: str,
         body: str,
+        format: str = "text",
         timestamp: datetime | None = None,
     ) -> None:
         # The library passes the event's own time as ``timestamp``; until this

@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from commands.service import ChatService
 from domain.ids import UserId
@@ -19,6 +20,7 @@ from infra.follower import LogFollower
 from infra.memory import MemoryPresence
 from infra.settings import Settings
 from infra.sqlite import SQLiteHistory
+from infra.startup import patiently
 from projections.fanout import FanOut
 from projections.frames import presence_frame
 from projections.ports import HistoryQueries, Publisher
@@ -27,10 +29,8 @@ from projections.runner import HistoryProjector
 
 logger = logging.getLogger(__name__)
 
-HISTORY_GROUP = "duetto-history"
-PRESENCE_GROUP = "duetto-presence"
-
 Closer = Callable[[], None]
+Part = TypeVar("Part")
 Watcher = Callable[[UserId, str], None]
 
 
@@ -72,6 +72,14 @@ class Services:
         for close in reversed(self.closers):
             close()
         logger.info("closed the %s profile", self.settings.profile)
+
+
+def history_group(settings: Settings) -> str:
+    return f"{settings.kafka_group_prefix}-history"
+
+
+def presence_group(settings: Settings) -> str:
+    return f"{settings.kafka_group_prefix}-presence"
 
 
 def chat_service(settings: Settings) -> ChatService:
@@ -138,9 +146,9 @@ def build_scaled_gateway(settings: Settings, *, local: Publisher) -> Services:
         connect,
     )
 
-    chat = chat_service(settings)
-    history = connect_history(settings)
-    client = connect(settings.redis_url)
+    chat = _patiently(settings, "PostgreSQL", lambda: chat_service(settings))
+    history = _patiently(settings, "Cassandra", lambda: connect_history(settings))
+    client = _patiently(settings, "Redis", lambda: connect(settings.redis_url))
     names = Names(prefix=settings.redis_prefix)
     store = RedisPresence(
         client, ttl_seconds=settings.presence_ttl_seconds, names=names
@@ -167,7 +175,9 @@ def build_scaled_gateway(settings: Settings, *, local: Publisher) -> Services:
     positions = PostgresPositions(
         settings.postgres_dsn, schema=settings.postgres_schema
     )
-    group = GroupLag(settings.kafka_bootstrap, settings.kafka_topic, HISTORY_GROUP)
+    group = GroupLag(
+        settings.kafka_bootstrap, settings.kafka_topic, history_group(settings)
+    )
 
     def lag() -> int:
         head = chat.recorder.max_notification_id() or 0
@@ -216,7 +226,7 @@ def build_relay(settings: Settings) -> Process:
     from infra.relay import Relay
 
     _ensure_topic(settings)
-    chat = chat_service(settings)
+    chat = _patiently(settings, "PostgreSQL", lambda: chat_service(settings))
     positions = PostgresPositions(
         settings.postgres_dsn, schema=settings.postgres_schema
     )
@@ -234,17 +244,17 @@ def build_projector(settings: Settings, name: str) -> Process:
     from infra.kafka import LogConsumer
 
     _ensure_topic(settings)
-    history = connect_history(settings)
+    history = _patiently(settings, "Cassandra", lambda: connect_history(settings))
     closers: list[Closer] = [history.close]
     if name == "history":
         handler = HistoryProjector(history).handle
         consumer = LogConsumer(
-            settings.kafka_bootstrap, settings.kafka_topic, HISTORY_GROUP
+            settings.kafka_bootstrap, settings.kafka_topic, history_group(settings)
         )
     elif name == "presence":
         from infra.redis import Names, RedisPublisher, connect
 
-        client = connect(settings.redis_url)
+        client = _patiently(settings, "Redis", lambda: connect(settings.redis_url))
         closers.append(client.close)
         publisher = RedisPublisher(client, names=Names(prefix=settings.redis_prefix))
         handler = FanOut(history, publisher).handle
@@ -252,7 +262,7 @@ def build_projector(settings: Settings, name: str) -> Process:
         consumer = LogConsumer(
             settings.kafka_bootstrap,
             settings.kafka_topic,
-            PRESENCE_GROUP,
+            presence_group(settings),
             start_at="latest",
         )
     else:
@@ -265,8 +275,18 @@ def build_projector(settings: Settings, name: str) -> Process:
 def _ensure_topic(settings: Settings) -> None:
     from infra.kafka import ensure_topic
 
-    ensure_topic(
-        settings.kafka_bootstrap,
-        settings.kafka_topic,
-        partitions=settings.kafka_partitions,
+    _patiently(
+        settings,
+        "Kafka",
+        lambda: ensure_topic(
+            settings.kafka_bootstrap,
+            settings.kafka_topic,
+            partitions=settings.kafka_partitions,
+        ),
     )
+
+
+def _patiently(settings: Settings, what: str, attempt: Callable[[], Part]) -> Part:
+    # The servers of the scaled profile may start after, or restart under,
+    # the process: wait for them rather than fail at once.
+    return patiently(what, attempt, timeout=settings.startup_timeout_seconds)

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_topic: str = "duetto.conversations"
     kafka_partitions: int = Field(default=12, gt=0)
+    kafka_group_prefix: str = "duetto"
     cassandra_hosts: str = "127.0.0.1"
     cassandra_port: int = 9042
     cassandra_keyspace: str = "duetto"
@@ -52,6 +53,7 @@ class Settings(BaseSettings):
     redis_prefix: str = "duetto:"
     presence_ttl_seconds: int = Field(default=60, gt=0)
     heartbeat_seconds: float = Field(default=20.0, gt=0)
+    startup_timeout_seconds: float = Field(default=120.0, gt=0)
 
     @model_validator(mode="after")
     def _secret_is_strong(self) -> Settings:

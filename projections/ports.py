@@ -23,6 +23,12 @@ Frame = dict[str, Any]
 """A JSON object pushed to a client's sockets."""
 
 
+class ReadModelUnavailableError(Exception):
+    """
+    A read model's store did not answer; the request may be tried again.
+    """
+
+
 @dataclass(frozen=True)
 class LoggedEvent:
     """

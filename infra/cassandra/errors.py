@@ -27,6 +27,8 @@ from cassandra.connection import ConnectionException
 from cassandra.protocol import ErrorMessage, ServerError
 from cassandra.protocol import RequestExecutionException as ServerBusyError
 
+from projections.ports import ReadModelUnavailableError
+
 # Errors that say nothing about the request itself: the same write or read
 # succeeds once enough replicas answer again.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
@@ -47,7 +49,7 @@ class HistoryStoreError(Exception):
     """
 
 
-class HistoryUnavailableError(HistoryStoreError):
+class HistoryUnavailableError(HistoryStoreError, ReadModelUnavailableError):
     """
     Cassandra did not answer in time; nothing may be assumed written.
     """

@@ -395,6 +395,7 @@ def _private_names(unique: str) -> dict[str, str]:
     return {
         "DUETTO_POSTGRES_SCHEMA": f"e2e_{unique}",
         "DUETTO_KAFKA_TOPIC": f"e2e.{unique}",
+        "DUETTO_KAFKA_GROUP_PREFIX": f"e2e-{unique}",
         "DUETTO_CASSANDRA_KEYSPACE": f"e2e_{unique}",
         # Each deployment's Redis keys and channels are its own too.
         "DUETTO_REDIS_PREFIX": f"e2e:{unique}",

@@ -35,6 +35,8 @@ def scaled_env(
         "DUETTO_KAFKA_BOOTSTRAP": kafka_server.bootstrap,
         "DUETTO_KAFKA_TOPIC": f"test.{unique}",
         "DUETTO_KAFKA_PARTITIONS": "4",
+        # Consumer groups of their own, so no rebalance crosses tests.
+        "DUETTO_KAFKA_GROUP_PREFIX": f"t-{unique}",
     }
 
 
