@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from api import errors, ws
 from api.hub import Hub
-from api.routes import conversations, messages, presence, site
+from api.routes import conversations, messages, presence, push, site
 from infra import bootstrap
 from infra.settings import Settings
 
@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         messages.router,
         conversations.router,
         presence.router,
+        push.router,
         site.router,
         ws.router,
     ):

@@ -18,6 +18,8 @@ from commands.service import ChatService
 from domain.ids import UserId
 from infra.follower import LogFollower
 from infra.memory import MemoryPresence
+from infra.push import PushRegistry
+from infra.push.embedded import build_push
 from infra.settings import Settings
 from infra.sqlite import SQLiteHistory
 from infra.startup import patiently
@@ -52,6 +54,7 @@ class Services:
     history: HistoryQueries
     presence: PresenceTracker
     follower: LogFollower | None = None
+    push: PushRegistry | None = None
     lag: Callable[[], int | None] | None = None
     watch: Watcher = _ignore
     unwatch: Watcher = _ignore
@@ -116,18 +119,29 @@ def build_embedded(settings: Settings, *, publisher: Publisher) -> Services:
         poll_seconds=settings.follower_poll_seconds,
     )
     chat.on_saved(follower.wake)
+    presence = PresenceTracker(MemoryPresence(), store, publisher)
+    push, notifier = build_push(settings, chat, store, presence)
+    chat.on_saved(notifier.wake)
 
     # Whatever was recorded before a crash is projected before anyone reads.
     follower.catch_up()
     follower.start()
+    notifier.start()
     logger.info("built the embedded profile in %s", settings.data_dir)
     return Services(
         settings=settings,
         chat=chat,
         history=store,
-        presence=PresenceTracker(MemoryPresence(), store, publisher),
+        presence=presence,
         follower=follower,
-        closers=[chat.close, store.close, follower.stop],
+        push=push,
+        closers=[
+            chat.close,
+            store.close,
+            follower.stop,
+            push.subscriptions.close,
+            notifier.stop,
+        ],
     )
 
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import (
+    ApplicationRecorder,
     DatetimeAsISO,
     DecimalAsStr,
     JSONTranscoder,
@@ -28,6 +31,7 @@ from eventsourcing.persistence import (
 # Fixed forever: event ids derived from it must stay the same on every replay.
 EVENT_NAMESPACE = UUID("1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b")
 GENESIS_HASH = "0" * 64
+CHAIN_CACHE_SIZE = 100_000
 
 
 def event_id(conversation_id: UUID, version: int) -> UUID:
@@ -135,6 +139,49 @@ def record_of(notification: Notification, previous_hash: str) -> LogRecord:
         previous_hash=previous_hash,
         hash=chain_hash(previous_hash, notification.topic, state),
     )
+
+
+class ChainHeads:
+    """
+    The hash of each conversation's latest relayed event, to chain the next.
+
+    A conversation not in the cache has its chain recomputed from the store.
+    """
+
+    def __init__(self, recorder: ApplicationRecorder) -> None:
+        self._recorder = recorder
+        self._heads: OrderedDict[UUID, tuple[int, str]] = OrderedDict()
+
+    def record(self, notification: Notification) -> LogRecord:
+        conversation_id = UUID(str(notification.originator_id))
+        previous = self._previous_hash(conversation_id, notification.originator_version)
+        record = record_of(notification, previous)
+        self._remember(conversation_id, record.version, record.hash)
+        return record
+
+    def forget(self, conversation_ids: Sequence[UUID]) -> None:
+        for conversation_id in conversation_ids:
+            self._heads.pop(conversation_id, None)
+
+    def _previous_hash(self, conversation_id: UUID, version: int) -> str:
+        if version == 1:
+            return GENESIS_HASH
+        head = self._heads.get(conversation_id)
+        if head is not None and head[0] == version - 1:
+            return head[1]
+        return self._recompute(conversation_id, up_to=version - 1)
+
+    def _recompute(self, conversation_id: UUID, *, up_to: int) -> str:
+        current = GENESIS_HASH
+        for stored in self._recorder.select_events(conversation_id, lte=up_to):
+            current = chain_hash(current, stored.topic, stored.state.decode("utf-8"))
+        return current
+
+    def _remember(self, conversation_id: UUID, version: int, digest: str) -> None:
+        self._heads[conversation_id] = (version, digest)
+        self._heads.move_to_end(conversation_id)
+        if len(self._heads) > CHAIN_CACHE_SIZE:
+            self._heads.popitem(last=False)
 
 
 def event_mapper() -> Mapper[UUID]:

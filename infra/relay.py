@@ -13,20 +13,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
 from typing import Protocol
-from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, Notification
+from eventsourcing.persistence import ApplicationRecorder
 
 from infra.kafka import LogProducer
-from infra.records import GENESIS_HASH, LogRecord, chain_hash, record_of
+from infra.records import ChainHeads
 
 logger = logging.getLogger(__name__)
 
 RELAY_NAME = "relay"
-CHAIN_CACHE_SIZE = 100_000
 
 
 class PositionStore(Protocol):
@@ -37,49 +33,6 @@ class PositionStore(Protocol):
     def get(self, name: str) -> int: ...
 
     def save(self, name: str, position: int) -> None: ...
-
-
-class ChainHeads:
-    """
-    The hash of each conversation's latest relayed event, to chain the next.
-
-    A conversation not in the cache has its chain recomputed from the store.
-    """
-
-    def __init__(self, recorder: ApplicationRecorder) -> None:
-        self._recorder = recorder
-        self._heads: OrderedDict[UUID, tuple[int, str]] = OrderedDict()
-
-    def record(self, notification: Notification) -> LogRecord:
-        conversation_id = UUID(str(notification.originator_id))
-        previous = self._previous_hash(conversation_id, notification.originator_version)
-        record = record_of(notification, previous)
-        self._remember(conversation_id, record.version, record.hash)
-        return record
-
-    def forget(self, conversation_ids: Sequence[UUID]) -> None:
-        for conversation_id in conversation_ids:
-            self._heads.pop(conversation_id, None)
-
-    def _previous_hash(self, conversation_id: UUID, version: int) -> str:
-        if version == 1:
-            return GENESIS_HASH
-        head = self._heads.get(conversation_id)
-        if head is not None and head[0] == version - 1:
-            return head[1]
-        return self._recompute(conversation_id, up_to=version - 1)
-
-    def _recompute(self, conversation_id: UUID, *, up_to: int) -> str:
-        current = GENESIS_HASH
-        for stored in self._recorder.select_events(conversation_id, lte=up_to):
-            current = chain_hash(current, stored.topic, stored.state.decode("utf-8"))
-        return current
-
-    def _remember(self, conversation_id: UUID, version: int, digest: str) -> None:
-        self._heads[conversation_id] = (version, digest)
-        self._heads.move_to_end(conversation_id)
-        if len(self._heads) > CHAIN_CACHE_SIZE:
-            self._heads.popitem(last=False)
 
 
 class Relay:

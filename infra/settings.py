@@ -55,6 +55,17 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=20.0, gt=0)
     startup_timeout_seconds: float = Field(default=120.0, gt=0)
 
+    # Push notifications for people with no device online (issue 4).
+    push_grace_seconds: float = Field(default=3.0, ge=0)
+    push_collapse_seconds: float = Field(default=10.0, ge=0)
+    push_include_body: bool = False
+    push_webhook_url: str | None = Field(default=None, pattern=r"^https?://")
+    push_webhook_secret: SecretStr | None = None
+    push_vapid_subject: str = "mailto:push@localhost"
+    push_retry_base_seconds: float = Field(default=1.0, gt=0)
+    push_max_attempts: int = Field(default=8, gt=0)
+    push_timeout_seconds: float = Field(default=10.0, gt=0)
+
     @model_validator(mode="after")
     def _secret_is_strong(self) -> Settings:
         secret = self.jwt_secret
@@ -63,6 +74,17 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         if secret is None and self.profile == "scaled":
             msg = "the scaled profile needs DUETTO_JWT_SECRET shared by all processes"
+            raise ValueError(msg)
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_is_signed(self) -> Settings:
+        secret = self.push_webhook_secret
+        if (self.push_webhook_url is None) != (secret is None):
+            msg = "DUETTO_PUSH_WEBHOOK_URL and DUETTO_PUSH_WEBHOOK_SECRET go together"
+            raise ValueError(msg)
+        if secret is not None and len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
+            msg = f"DUETTO_PUSH_WEBHOOK_SECRET needs {MIN_SECRET_LENGTH}+ characters"
             raise ValueError(msg)
         return self
 

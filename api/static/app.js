@@ -50,6 +50,7 @@ async function start(user, token) {
   $("sign-out").hidden = false;
   await refreshConversations();
   connect();
+  offerNotifications().catch((error) => toast(error.message));
 }
 
 function signOut(reason) {
@@ -95,6 +96,49 @@ async function fetchPresence(user) {
     if (error.status !== 404) toast(error.message);
   }
   renderPresence();
+}
+
+// Push notifications: a service worker shows them while no tab is connected.
+
+function pushSupported() {
+  return "serviceWorker" in navigator && "PushManager" in window;
+}
+
+async function offerNotifications() {
+  if (!pushSupported() || Notification.permission === "denied") return;
+  if (Notification.permission === "granted") return subscribePush();
+  // Browsers only ask for permission in answer to a click.
+  const button = element("button", "", "Notify me");
+  button.type = "button";
+  button.id = "notify";
+  button.addEventListener("click", async () => {
+    if ((await Notification.requestPermission()) !== "granted") return;
+    button.remove();
+    await subscribePush().catch((error) => toast(error.message));
+  });
+  $("sign-out").before(button);
+}
+
+async function subscribePush() {
+  const registration = await navigator.serviceWorker.register("/sw.js");
+  await navigator.serviceWorker.ready;
+  const { public_key } = await api("/v1/push/vapid-public-key");
+  const subscription =
+    (await registration.pushManager.getSubscription()) ??
+    (await registration.pushManager.subscribe({
+      userVisibleOnly: true,
+      applicationServerKey: base64UrlBytes(public_key),
+    }));
+  await api("/v1/push/subscriptions", {
+    method: "POST",
+    body: JSON.stringify(subscription.toJSON()),
+  });
+}
+
+function base64UrlBytes(text) {
+  const base64 = text.replace(/-/g, "+").replace(/_/g, "/");
+  const raw = atob(base64 + "=".repeat((4 - (base64.length % 4)) % 4));
+  return Uint8Array.from(raw, (c) => c.charCodeAt(0));
 }
 
 // WebSocket

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, Notification
+from eventsourcing.persistence import ApplicationRecorder
 
-from infra.records import GENESIS_HASH, LogRecord, chain_hash, record_of
+from infra.records import ChainHeads, LogRecord
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Message
@@ -45,38 +45,6 @@ class Logged:
     where: str
 
 
-class StoreChains:
-    """
-    The latest hash of each conversation, as the relay computes it.
-    """
-
-    def __init__(self, recorder: ApplicationRecorder) -> None:
-        self._recorder = recorder
-        self._heads: dict[UUID, str] = {}
-
-    def record(self, notification: Notification) -> LogRecord:
-        conversation_id = UUID(str(notification.originator_id))
-        record = record_of(notification, self._previous(notification))
-        self._heads[conversation_id] = record.hash
-        return record
-
-    def _previous(self, notification: Notification) -> str:
-        if notification.originator_version == 1:
-            return GENESIS_HASH
-        conversation_id = UUID(str(notification.originator_id))
-        head = self._heads.get(conversation_id)
-        if head is not None:
-            return head
-        # Started past this conversation's first event: chain what came before.
-        current = GENESIS_HASH
-        earlier = self._recorder.select_events(
-            conversation_id, lte=notification.originator_version - 1
-        )
-        for stored in earlier:
-            current = chain_hash(current, stored.topic, stored.state.decode("utf-8"))
-        return current
-
-
 def store_size(recorder: ApplicationRecorder) -> int:
     return recorder.max_notification_id() or 0
 
@@ -91,7 +59,7 @@ def store_records(
     """
     The notification log from ``start`` to ``stop`` (inclusive), in order.
     """
-    chains = StoreChains(recorder)
+    chains = ChainHeads(recorder)
     position = start
     while True:
         batch = recorder.select_notifications(
