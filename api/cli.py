@@ -114,6 +114,14 @@ def token(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        msg = f"must be a positive number of seconds, not {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="duetto", description="Real-time 1-on-1 chat backend."
@@ -143,7 +151,7 @@ def parser() -> argparse.ArgumentParser:
 
     issue = commands.add_parser("token", help="print a token for a user")
     issue.add_argument("user", help="the user id the token speaks for")
-    issue.add_argument("--ttl", type=int, help="seconds until it expires")
+    issue.add_argument("--ttl", type=positive, help="seconds until it expires")
     issue.set_defaults(handler=token)
 
     from infra.audit.commands import add_audit_parser

@@ -67,6 +67,8 @@ def from_validation(error: ValidationError | RequestValidationError) -> RequestE
     Name the first offending field of a validation failure, and what is wrong.
     """
     first = error.errors()[0]
+    if first.get("type") == "json_invalid":
+        return RequestError("invalid_json", "the request body is not valid JSON")
     location = [str(part) for part in first.get("loc", ())]
     if isinstance(error, RequestValidationError) and location[:1] == ["body"]:
         # FastAPI puts the request body first; a field may be named body too.

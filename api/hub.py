@@ -92,7 +92,7 @@ class Connection:
                 if self.overflowed:
                     await self._websocket.close(OVERFLOW_CLOSE_CODE)
                     return
-                await self._websocket.send_text(json.dumps(frame, ensure_ascii=False))
+                await self._send(frame)
                 if self._outbox.qsize() <= REPLY_BACKLOG:
                     self._drained.set()
         finally:
@@ -100,6 +100,18 @@ class Connection:
             # that is gone.
             self._finished = True
             self._drained.set()
+
+    async def _send(self, frame: Frame) -> None:
+        try:
+            text = json.dumps(frame, ensure_ascii=False).encode("utf-8")
+        except (UnicodeEncodeError, ValueError):
+            # Nothing that reaches a frame should be unencodable; if something
+            # does, lose that frame, not the whole socket.
+            logger.error(
+                "dropped an unencodable %s frame on %s", frame["type"], self.id
+            )
+            return
+        await self._websocket.send_text(text.decode("utf-8"))
 
     def _is_new(self, frame: Frame) -> bool:
         if frame.get("type") != "message":

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, WebSocket
@@ -30,6 +30,7 @@ from api.errors import (
 from api.frames import ack_fields
 from api.hub import Connection, Hub
 from commands.models import MarkDelivered, MarkRead, SendMessage
+from domain.conversation import MAX_SEQ
 from domain.errors import ChatError
 from domain.ids import UserId
 from infra.bootstrap import Services
@@ -46,8 +47,13 @@ POLICY_VIOLATION = 1008
 FORBIDDEN_FIELDS = ("from", "sender")
 
 
+Cursor = Annotated[int, Field(ge=0, le=MAX_SEQ)]
+MAX_REF_BYTES = 256
+LOGGED_CHARACTERS = 80
+
+
 class Sync(BaseModel):
-    cursors: dict[UUID, int] = Field(default_factory=dict)
+    cursors: dict[UUID, Cursor] = Field(default_factory=dict)
 
 
 Handler = Callable[["Session", dict[str, Any]], Awaitable[None]]
@@ -68,7 +74,7 @@ class Session:
         frame: dict[str, Any] = {}
         try:
             frame = parse_frame(text)
-            ref = frame.get("ref")
+            ref = check_ref(frame.get("ref"))
             check_frame(frame)
             handler = HANDLERS.get(frame["type"])
             if handler is None:
@@ -84,10 +90,10 @@ class Session:
             await self.connection.reply(error_frame(HISTORY_UNAVAILABLE, ref))
         except Exception:
             logger.exception(
-                "frame failed on connection %s of %s (conversation %r)",
+                "frame failed on connection %s of %s (conversation %s)",
                 self.connection.id,
                 self.user,
-                frame.get("conversation_id"),
+                loggable(frame.get("conversation_id")),
             )
             internal = RequestError("internal_error", "something went wrong")
             await self.connection.reply(error_frame(internal, ref))
@@ -97,13 +103,13 @@ class Session:
     ) -> None:
         # Name the conversation or peer the frame was about, never its body.
         logger.info(
-            "refused a frame from %s on %s: %s (field %s, conversation %r, to %r)",
+            "refused a frame from %s on %s: %s (field %s, conversation %s, to %s)",
             self.user,
             self.connection.id,
             error.code,
             error.field,
-            frame.get("conversation_id"),
-            frame.get("to"),
+            loggable(frame.get("conversation_id")),
+            loggable(frame.get("to")),
         )
         await self.connection.reply(error_frame(error, ref))
 
@@ -118,12 +124,41 @@ def parse_frame(text: str | None) -> dict[str, Any]:
     if text is None:
         raise RequestError("invalid_frame", "frames must be JSON text, not binary")
     try:
-        frame = json.loads(text)
-    except ValueError:
+        frame = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
         raise RequestError("invalid_json", "the frame is not valid JSON") from None
     if not isinstance(frame, dict):
         raise RequestError("invalid_frame", "a frame must be a JSON object")
     return frame
+
+
+def _refuse_constant(name: str) -> None:
+    # NaN and Infinity are not JSON, and a browser could not read them back.
+    msg = f"{name} is not a JSON value"
+    raise ValueError(msg)
+
+
+def check_ref(ref: object) -> object:
+    """
+    Return a ``ref`` that can be echoed as it came, or refuse it.
+    """
+    try:
+        size = len(json.dumps(ref, ensure_ascii=False).encode("utf-8"))
+    except UnicodeEncodeError:
+        size = MAX_REF_BYTES + 1
+    if size > MAX_REF_BYTES:
+        msg = f"ref must be valid UTF-8 JSON of at most {MAX_REF_BYTES} bytes"
+        raise RequestError("invalid_field", msg, field="ref")
+    return ref
+
+
+def loggable(value: object) -> str:
+    """
+    A client-sent value as it may appear in a log line: clipped, escaped.
+    """
+    if not isinstance(value, str):
+        return type(value).__name__
+    return repr(value[:LOGGED_CHARACTERS])
 
 
 def check_frame(frame: dict[str, Any]) -> None:

@@ -10,6 +10,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from domain.conversation import MAX_SEQ
+
 
 class Command(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -39,7 +41,7 @@ class MarkDelivered(Command):
     """
 
     conversation_id: UUID
-    up_to_seq: int = Field(ge=0)
+    up_to_seq: int = Field(ge=0, le=MAX_SEQ)
 
 
 class MarkRead(Command):
@@ -48,4 +50,4 @@ class MarkRead(Command):
     """
 
     conversation_id: UUID
-    up_to_seq: int = Field(ge=0)
+    up_to_seq: int = Field(ge=0, le=MAX_SEQ)

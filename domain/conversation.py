@@ -24,6 +24,9 @@ from domain.errors import (
 from domain.ids import UserId, check_client_msg_id, conversation_id, ordered_pair
 
 MAX_BODY_BYTES = 4096
+# Seqs stay below 2**53 so that every client, JavaScript's included, holds
+# them exactly; no conversation comes near it.
+MAX_SEQ = 2**53 - 1
 
 
 def check_body(body: str) -> str:

@@ -4,6 +4,7 @@ One typed settings object, read from ``DUETTO_*`` environment variables.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -90,9 +91,12 @@ class Settings(BaseSettings):
 
     @property
     def is_loopback(self) -> bool:
-        return self.host in {"127.0.0.1", "localhost", "::1"} or self.host.startswith(
-            "127."
-        )
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False  # A host name other than localhost: not provably local.
 
     def signing_secret(self) -> str:
         """

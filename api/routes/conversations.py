@@ -17,6 +17,7 @@ from api.frames import (
     conversation_fields,
     page_fields,
 )
+from domain.conversation import MAX_SEQ
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
@@ -39,8 +40,8 @@ def read_history(
     conversation_id: UUID,
     user: CurrentUser,
     services: ServicesDep,
-    before_seq: Annotated[int | None, Query(ge=1)] = None,
-    after_seq: Annotated[int | None, Query(ge=0)] = None,
+    before_seq: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
+    after_seq: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
 ) -> dict[str, object]:
     """A page of messages: newest first, or oldest first after ``after_seq``."""

@@ -39,6 +39,35 @@ MALFORMED: dict[str, tuple[str | bytes, str, str | None]] = {
         "missing_field",
         "up_to_seq",
     ),
+    "a ref with an unpaired surrogate": (
+        '{"type": "ping", "ref": "\\ud800"}',
+        "invalid_field",
+        "ref",
+    ),
+    "a ref over 256 bytes": (
+        '{"type": "ping", "ref": "' + "r" * 300 + '"}',
+        "invalid_field",
+        "ref",
+    ),
+    "NaN": ('{"type": "ping", "ref": NaN}', "invalid_json", None),
+    "Infinity": ('{"type": "ping", "ref": -Infinity}', "invalid_json", None),
+    "nested deeper than the parser goes": (
+        '{"type": "ping", "ref": ' + "[" * 20000 + "]" * 20000 + "}",
+        "invalid_json",
+        None,
+    ),
+    "a cursor past the largest seq": (
+        '{"type": "sync", "cursors": '
+        '{"6f1d3b0e-5c2a-4d8e-9a47-0b3c2e1f7a55": 9223372036854775808}}',
+        "invalid_field",
+        "cursors.6f1d3b0e-5c2a-4d8e-9a47-0b3c2e1f7a55",
+    ),
+    "an up_to_seq past the largest seq": (
+        '{"type": "read", "conversation_id": "6f1d3b0e-5c2a-4d8e-9a47-0b3c2e1f7a55", '
+        '"up_to_seq": 9007199254740992}',
+        "invalid_field",
+        "up_to_seq",
+    ),
     "delivered with a bad conversation id": (
         '{"type": "delivered", "conversation_id": "nope", "up_to_seq": 1}',
         "invalid_field",
@@ -125,3 +154,39 @@ async def test_a_malformed_http_send_names_the_offending_field(
         "message": "Field required",
         "field": "body",
     }
+
+
+async def test_an_http_body_that_is_not_json_says_so(
+    deployment: Deployment, cast: Cast
+) -> None:
+    alice = cast.person(deployment, "alice")
+
+    response = await alice.http.post(
+        "/v1/messages",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize("bound", ["before_seq", "after_seq"])
+async def test_a_history_bound_past_the_largest_seq_is_refused(
+    deployment: Deployment, cast: Cast, bound: str
+) -> None:
+    alice = cast.person(deployment, "alice")
+    bob = cast.person(deployment, "bob")
+    a = await alice.connect()
+    ack = await a.request(send_frame("hello", "first", to=bob.name))
+    await deployment.settle()
+
+    response = await alice.http.get(
+        f"/v1/conversations/{ack['conversation_id']}/messages",
+        params={bound: str(2**63)},
+    )
+    usable = await alice.http.get("/v1/conversations")
+
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == f"query.{bound}"
+    assert usable.status_code == 200
