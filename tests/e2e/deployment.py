@@ -225,6 +225,8 @@ class EmbeddedDeployment:
         if self._secret is None:
             # The first token comes from `duetto token`, as a user gets one;
             # that also creates the data directory's secret if nothing has.
+            # The command refuses lifetimes that are over before they begin,
+            # so an expired token is signed here with the secret it created.
             issued = subprocess.run(
                 [
                     sys.executable,
@@ -232,7 +234,7 @@ class EmbeddedDeployment:
                     "api.cli",
                     "token",
                     user,
-                    f"--ttl={ttl_seconds}",
+                    f"--ttl={max(ttl_seconds, 1)}",
                 ],
                 cwd=REPO,
                 env=self._env,
@@ -242,7 +244,8 @@ class EmbeddedDeployment:
                 timeout=STOP_TIMEOUT,
             ).stdout.strip()
             self._secret = (self.data_dir / "secret.key").read_text().strip()
-            return issued
+            if ttl_seconds > 0:
+                return issued
         return issue_token(self._secret, user, ttl_seconds=ttl_seconds)
 
     def start(self) -> None:
