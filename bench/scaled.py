@@ -35,6 +35,7 @@ from confluent_kafka import Consumer, TopicPartition
 from bench.load import Options, latency_summary, measure
 from bench.server import cpu_seconds, duetto_command, free_port
 from infra.local.servers import SERVER_TYPES, all_settings
+from infra.push.webpush import new_vapid_private_key
 
 SECRET = "bench-scaled-profile-secret-0123456789abcdef"
 READY_SECONDS = 120.0
@@ -62,6 +63,7 @@ class Stack:
             "DUETTO_CASSANDRA_KEYSPACE": self.keyspace,
             "DUETTO_REDIS_PREFIX": f"bench:{unique}:",
             "DUETTO_LOG_LEVEL": "WARNING",
+            "DUETTO_PUSH_VAPID_PRIVATE_KEY": new_vapid_private_key(),
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
