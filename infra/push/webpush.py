@@ -9,6 +9,7 @@ turns each answer, or the lack of one, into an ``Outcome``.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 
 import requests
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid
 from pywebpush import WebPushException, webpush
 
@@ -32,13 +34,19 @@ VAPID_FILE = "vapid.pem"
 PUSH_TTL_SECONDS = 24 * 3600
 
 
+class InvalidVapidKeyError(ValueError):
+    """
+    The configured VAPID private key cannot be read.
+    """
+
+
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
 
 
 class VapidKeys:
     """
-    The server's VAPID key pair, created in the data directory on first use.
+    The server's VAPID key pair: from settings, or made in the data directory.
     """
 
     def __init__(self, vapid: Vapid) -> None:
@@ -57,6 +65,21 @@ class VapidKeys:
             logger.info("created a VAPID key in %s", path.parent)
         return cls(Vapid.from_pem(path.read_bytes()))
 
+    @classmethod
+    def from_setting(cls, text: str) -> VapidKeys:
+        """
+        Keys from a setting: a PEM, or base64url of the raw key or its DER.
+        """
+        try:
+            if "-----BEGIN" in text:
+                return cls(Vapid.from_pem(text.strip().encode("ascii")))
+            # Standard base64 is taken too: it differs only in two letters.
+            urlsafe = text.strip().replace("+", "-").replace("/", "_")
+            return cls(Vapid.from_string(urlsafe.rstrip("=")))
+        except (ValueError, TypeError, binascii.Error) as e:
+            msg = "DUETTO_PUSH_VAPID_PRIVATE_KEY is not a P-256 private key"
+            raise InvalidVapidKeyError(msg) from e
+
     @property
     def public_key(self) -> str:
         """
@@ -67,6 +90,18 @@ class VapidKeys:
             serialization.PublicFormat.UncompressedPoint,
         )
         return b64url(point)
+
+
+def new_vapid_private_key() -> str:
+    """
+    A fresh VAPID private key as PEM, for ``DUETTO_PUSH_VAPID_PRIVATE_KEY``.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode("ascii")
 
 
 class WebPushSender:
