@@ -52,6 +52,12 @@ def web_page() -> str:
     return _static_text("index.html")
 
 
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> Response:
+    # The page has no icon; saying so plainly keeps browser consoles quiet.
+    return Response(status_code=204)
+
+
 @router.get("/static/{name}", include_in_schema=False)
 def web_asset(name: str) -> Response:
     media_type = STATIC_TYPES.get(name)
