@@ -88,6 +88,15 @@ def project(args: argparse.Namespace) -> int:
     return run_process(lambda settings: build_projector(settings, args.name))
 
 
+def notify(args: argparse.Namespace) -> int:
+    """
+    Run the push notifier as a member of its Kafka consumer group until signalled.
+    """
+    from infra.push.scaled import build_notify
+
+    return run_process(build_notify)
+
+
 def run_process(build: Callable[[Settings], Process]) -> int:
     # Signals are caught before anything is built: a stop during start-up
     # still ends cleanly, once the parts exist to be closed.
@@ -122,6 +131,16 @@ def positive(text: str) -> int:
     return value
 
 
+def vapid_key(args: argparse.Namespace) -> int:
+    """
+    Print a fresh VAPID private key for the scaled profile's push settings.
+    """
+    from infra.push.webpush import new_vapid_private_key
+
+    print(new_vapid_private_key(), end="")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="duetto", description="Real-time 1-on-1 chat backend."
@@ -149,6 +168,17 @@ def parser() -> argparse.ArgumentParser:
     )
     projector.set_defaults(handler=project)
 
+    pusher = commands.add_parser(
+        "notify", help="push to people with no device online (scaled profile)"
+    )
+    pusher.set_defaults(handler=notify)
+
+    keys = commands.add_parser(
+        "vapid-key",
+        help="print a new VAPID private key for DUETTO_PUSH_VAPID_PRIVATE_KEY",
+    )
+    keys.set_defaults(handler=vapid_key)
+
     issue = commands.add_parser("token", help="print a token for a user")
     issue.add_argument("user", help="the user id the token speaks for")
     issue.add_argument("--ttl", type=positive, help="seconds until it expires")
@@ -157,6 +187,9 @@ def parser() -> argparse.ArgumentParser:
     from infra.audit.commands import add_audit_parser
 
     add_audit_parser(commands)
+    from infra.readmodels.commands import add_projections_parser
+
+    add_projections_parser(commands)
     return root
 
 
@@ -165,7 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except Exception as e:
-        if type(e).__name__ in {"ValidationError", "InvalidUserIdError"}:
+        if type(e).__name__ in {
+            "ValidationError",
+            "InvalidUserIdError",
+            "MissingVapidKeyError",
+            "InvalidVapidKeyError",
+        }:
             print(f"duetto: {e}", file=sys.stderr)
             return 2
         raise

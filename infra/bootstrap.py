@@ -21,13 +21,11 @@ from infra.memory import MemoryPresence
 from infra.push import PushRegistry
 from infra.push.embedded import build_push
 from infra.settings import Settings
-from infra.sqlite import SQLiteHistory
 from infra.startup import patiently
 from projections.fanout import FanOut
 from projections.frames import presence_frame
 from projections.ports import HistoryQueries, Publisher
 from projections.presence import PresenceTracker
-from projections.runner import HistoryProjector
 
 logger = logging.getLogger(__name__)
 
@@ -109,11 +107,13 @@ def build_embedded(settings: Settings, *, publisher: Publisher) -> Services:
     """
     One process: SQLite event store and history, presence in memory.
     """
+    from infra.readmodels.embedded import live_projector, open_history
+
     chat = chat_service(settings)
-    store = SQLiteHistory(settings.read_model_path)
+    store, writes, catalog = open_history(settings)
     follower = LogFollower(
         chat,
-        HistoryProjector(store),
+        live_projector(writes, chat),
         FanOut(store, publisher),
         batch_size=settings.follower_batch_size,
         poll_seconds=settings.follower_poll_seconds,
@@ -136,6 +136,8 @@ def build_embedded(settings: Settings, *, publisher: Publisher) -> Services:
         follower=follower,
         push=push,
         closers=[
+            catalog.close,
+            writes.close,
             chat.close,
             store.close,
             follower.stop,
@@ -149,9 +151,10 @@ def build_scaled_gateway(settings: Settings, *, local: Publisher) -> Services:
     """
     A gateway of many: PostgreSQL, Cassandra for reads, Redis for the rest.
     """
-    from infra.cassandra.cluster import connect as connect_history
     from infra.lag import GroupLag, relay_lag
     from infra.positions import PostgresPositions
+    from infra.push.scaled import build_registry
+    from infra.readmodels.scaled import open_scaled_history
     from infra.redis import (
         Names,
         RedisPresence,
@@ -160,8 +163,11 @@ def build_scaled_gateway(settings: Settings, *, local: Publisher) -> Services:
         connect,
     )
 
+    push = build_registry(settings)  # First: a missing VAPID key stops it here.
     chat = _patiently(settings, "PostgreSQL", lambda: chat_service(settings))
-    history = _patiently(settings, "Cassandra", lambda: connect_history(settings))
+    history, versions = _patiently(
+        settings, "Cassandra", lambda: open_scaled_history(settings)
+    )
     client = _patiently(settings, "Redis", lambda: connect(settings.redis_url))
     names = Names(prefix=settings.redis_prefix)
     store = RedisPresence(
@@ -204,10 +210,13 @@ def build_scaled_gateway(settings: Settings, *, local: Publisher) -> Services:
         history=history,
         presence=tracker,
         lag=lag,
+        push=push,
         watch=subscriber.watch,
         unwatch=subscriber.unwatch,
         closers=[
+            push.subscriptions.close,
             chat.close,
+            versions.close,
             history.close,
             client.close,
             subscriber.stop,
@@ -253,18 +262,25 @@ def build_projector(settings: Settings, name: str) -> Process:
     """
     ``duetto project NAME``: one projector as a member of its consumer group.
     """
-    from infra.cassandra.cluster import connect as connect_history
     from infra.consumer import ProjectorProcess
     from infra.kafka import LogConsumer
+    from infra.readmodels import scaled
 
     _ensure_topic(settings)
-    history = _patiently(settings, "Cassandra", lambda: connect_history(settings))
-    closers: list[Closer] = [history.close]
+    history, versions = _patiently(
+        settings, "Cassandra", lambda: scaled.open_scaled_history(settings)
+    )
+    closers: list[Closer] = [versions.close, history.close]
+    before_poll = None
     if name == "history":
-        handler = HistoryProjector(history).handle
+        # Writes go to the catalog's current version, parking what fails.
+        writes = scaled.live_store(versions)
+        closers.append(writes.close)
+        handler = scaled.live_projector(writes).handle
         consumer = LogConsumer(
             settings.kafka_bootstrap, settings.kafka_topic, history_group(settings)
         )
+        before_poll = scaled.SwitchFollower(writes, consumer)
     elif name == "presence":
         from infra.redis import Names, RedisPublisher, connect
 
@@ -282,7 +298,7 @@ def build_projector(settings: Settings, name: str) -> Process:
     else:
         msg = f"no projector named {name!r}"
         raise ValueError(msg)
-    process = ProjectorProcess(name, consumer, handler)
+    process = ProjectorProcess(name, consumer, handler, before_poll=before_poll)
     return Process(run=process.run, closers=closers)
 
 

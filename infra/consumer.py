@@ -13,8 +13,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from infra.deadletters import decode_logged
 from infra.kafka import ConsumedBatch, LogConsumer
-from infra.records import domain_event, event_mapper
+from infra.records import event_mapper
 from projections.ports import LoggedEvent
 
 logger = logging.getLogger(__name__)
@@ -31,10 +32,19 @@ class ProjectorProcess:
     Runs one projector over the log until stopped.
     """
 
-    def __init__(self, name: str, consumer: LogConsumer, handler: BatchHandler):
+    def __init__(
+        self,
+        name: str,
+        consumer: LogConsumer,
+        handler: BatchHandler,
+        *,
+        before_poll: Callable[[], None] | None = None,
+    ):
         self.name = name
         self._consumer = consumer
         self._handler = handler
+        # Runs between batches, e.g. to follow a switch of history versions.
+        self._before_poll = before_poll
         self._mapper = event_mapper()
         self.applied = 0
 
@@ -42,6 +52,8 @@ class ProjectorProcess:
         """
         Apply and commit one batch; return how many records it held.
         """
+        if self._before_poll is not None:
+            self._before_poll()
         batch = self._consumer.poll(max_records=MAX_BATCH, timeout=POLL_SECONDS)
         if not batch:
             return 0
@@ -75,7 +87,7 @@ class ProjectorProcess:
     def _events(self, batch: ConsumedBatch) -> list[LoggedEvent]:
         return [
             LoggedEvent(
-                item.record.notification_id, domain_event(item.record, self._mapper)
+                item.record.notification_id, decode_logged(item.record, self._mapper)
             )
             for item in batch
         ]

@@ -15,6 +15,9 @@ import threading
 import time
 
 from commands.service import ChatService
+from infra.deadletters import decode_logged
+from infra.records import record_of
+from projections.deadletter import ParkingProjector
 from projections.fanout import FanOut
 from projections.ports import LoggedEvent
 from projections.runner import HistoryProjector
@@ -32,7 +35,7 @@ class LogFollower:
     def __init__(
         self,
         chat: ChatService,
-        projector: HistoryProjector,
+        projector: HistoryProjector | ParkingProjector,
         fanout: FanOut,
         *,
         batch_size: int,
@@ -99,8 +102,10 @@ class LogFollower:
         )
         if not notifications:
             return False
+        # An event this build cannot read comes as Undecodable, to be parked.
+        mapper = self._chat.mapper
         batch = [
-            LoggedEvent(n.id, self._chat.mapper.to_domain_event(n))
+            LoggedEvent(n.id, decode_logged(record_of(n, ""), mapper))
             for n in notifications
         ]
         self._projector.handle(batch)

@@ -241,6 +241,21 @@ class LogConsumer:
         for partition, offset in first.items():
             self._consumer.seek(TopicPartition(self._topic, partition, offset))
 
+    def assigned(self) -> list[int]:
+        """
+        The partitions this member holds now.
+        """
+        return [p.partition for p in self._consumer.assignment()]
+
+    def seek_to(self, offsets: dict[int, int]) -> None:
+        """
+        Read each held partition in ``offsets`` from the offset given there.
+        """
+        held = set(self.assigned())
+        for partition, offset in offsets.items():
+            if partition in held:
+                self._consumer.seek(TopicPartition(self._topic, partition, offset))
+
     def close(self) -> None:
         self._consumer.close()
 

@@ -39,17 +39,24 @@ class GroupLag:
         )
 
     def records_behind(self) -> int:
+        return sum(max(0, end - done) for done, end in self.offsets().values())
+
+    def offsets(self) -> dict[int, tuple[int, int]]:
+        """
+        Per partition: the group's committed offset and the topic's end.
+        """
         try:
             partitions = self._partitions()
             committed = self._consumer.committed(partitions, timeout=QUERY_TIMEOUT)
-            behind = 0
+            places = {}
             for place in committed:
-                _, end = self._consumer.get_watermark_offsets(
+                low, end = self._consumer.get_watermark_offsets(
                     place, timeout=QUERY_TIMEOUT
                 )
-                done = place.offset if place.offset >= 0 else 0
-                behind += max(0, end - done)
-            return behind
+                # Nothing committed yet: the group starts from the beginning.
+                done = place.offset if place.offset >= 0 else low
+                places[place.partition] = (done, end)
+            return places
         except KafkaException as e:
             raise LogUnavailableError(f"cannot read lag of {self._topic}: {e}") from e
 

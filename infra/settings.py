@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     push_webhook_url: str | None = Field(default=None, pattern=r"^https?://")
     push_webhook_secret: SecretStr | None = None
     push_vapid_subject: str = "mailto:push@localhost"
+    # PEM, or base64url of the raw 32-byte key or its DER; the scaled profile
+    # needs it, since every gateway and `duetto notify` must sign alike.
+    push_vapid_private_key: SecretStr | None = None
     push_retry_base_seconds: float = Field(default=1.0, gt=0)
     push_max_attempts: int = Field(default=8, gt=0)
     push_timeout_seconds: float = Field(default=10.0, gt=0)

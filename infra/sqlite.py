@@ -16,6 +16,7 @@ from pathlib import Path
 from uuid import UUID
 
 from domain.ids import UserId
+from infra.deadletters import SQLiteDeadLetters
 from projections.history import (
     ConversationOpened,
     HistoryChange,
@@ -112,6 +113,8 @@ class SQLiteHistory:
         self._path = path
         self._writer = connect(path)
         self._writer.executescript(SCHEMA)
+        self.letters = SQLiteDeadLetters(path)
+        """Events this version's projector parked (the dead-letter queue)."""
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
@@ -122,6 +125,7 @@ class SQLiteHistory:
             for reader in self._readers:
                 reader.close()
             self._readers.clear()
+        self.letters.close()
         self._writer.close()
 
     # Writing.

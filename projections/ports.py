@@ -30,6 +30,28 @@ class ReadModelUnavailableError(Exception):
 
 
 @dataclass(frozen=True)
+class Undecodable:
+    """
+    A logged event this build cannot read: kept as stored, never skipped.
+
+    Projectors refuse it: the parking projector parks it (and its
+    conversation's later events), a plain projector raises.
+    """
+
+    originator_id: UUID
+    originator_version: int
+    topic: str
+    state: str
+    error: str
+
+
+class UndecodableError(Exception):
+    """
+    A projector met an event it cannot read.
+    """
+
+
+@dataclass(frozen=True)
 class LoggedEvent:
     """
     A domain event together with its position in the log.

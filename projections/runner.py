@@ -8,7 +8,12 @@ import logging
 from collections.abc import Sequence
 
 from projections.history import HistoryChange, changes_for
-from projections.ports import HistoryStore, LoggedEvent
+from projections.ports import (
+    HistoryStore,
+    LoggedEvent,
+    Undecodable,
+    UndecodableError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +37,8 @@ class HistoryProjector:
             return
         changes: list[HistoryChange] = []
         for logged in batch:
+            if isinstance(logged.event, Undecodable):
+                raise UndecodableError(logged.event.error)
             changes.extend(changes_for(logged.event))
         self._store.apply(changes, projector=self.name, position=batch[-1].position)
         logger.debug("history at position %s", batch[-1].position)

@@ -71,6 +71,7 @@ from cassandra.concurrent import execute_concurrent
 from cassandra.query import BatchStatement, BatchType
 
 from domain.ids import UserId
+from infra.cassandra.deadletters import CassandraDeadLetters
 from infra.cassandra.errors import translated
 from infra.cassandra.migrate import check_keyspace
 from projections.history import (
@@ -172,7 +173,9 @@ class CassandraHistory:
     History store and queries over one Cassandra keyspace.
 
     ``write_timestamp`` fixes the timestamp of every write, as a rebuild does;
-    by default each ``apply`` uses the client's clock.
+    by default each ``apply`` uses the client's clock. ``batch`` bounds each
+    single-partition batch (statements, bytes); a rebuild's large batches
+    stay under Cassandra's 50 KiB refusal threshold.
     """
 
     def __init__(
@@ -182,16 +185,24 @@ class CassandraHistory:
         *,
         write_timestamp: int | None = None,
         owns_cluster: bool = False,
+        batch: tuple[int, int] = (MAX_BATCH_STATEMENTS, MAX_BATCH_BYTES),
     ) -> None:
         self._session = session
         self._keyspace = check_keyspace(keyspace)
         self._write_timestamp = write_timestamp
         self._owns_cluster = owns_cluster
+        self._batch = batch
         with translated(f"prepare history statements in {keyspace}"):
             self._cql = {
                 name: session.prepare(text.format(ks=keyspace))
                 for name, text in CQL.items()
             }
+        self.letters = CassandraDeadLetters(session, keyspace)
+        """Events this version's projector parked (the dead-letter queue)."""
+
+    @property
+    def keyspace(self) -> str:
+        return self._keyspace
 
     def close(self) -> None:
         if self._owns_cluster:
@@ -205,9 +216,10 @@ class CassandraHistory:
         timestamp = self._timestamp()
         writes = self._writes(changes, timestamp)
         with translated(f"apply history up to position {position}"):
-            self._run(_batches(writes))
+            self._run(_batches(writes, self._batch))
             # Only once every row is written: a failure above repeats the batch.
-            self._run(_batches(self._position_writes(projector, position, timestamp)))
+            positions = self._position_writes(projector, position, timestamp)
+            self._run(_batches(positions, self._batch))
 
     def position(self, projector: str) -> int:
         with translated(f"read the position of {projector}"):
@@ -462,24 +474,25 @@ class CassandraHistory:
         return lasts
 
 
-def _batches(writes: list[_Write]) -> list[Any]:
+def _batches(writes: list[_Write], limits: tuple[int, int]) -> list[Any]:
     """
-    Statements to run: small unlogged batches, each within one partition.
+    Statements to run: unlogged batches, each within one partition.
     """
     by_partition: dict[tuple[object, ...], list[_Write]] = {}
     for write in writes:
         by_partition.setdefault(write.partition, []).append(write)
     statements: list[Any] = []
     for group in by_partition.values():
-        statements.extend(_statement_of(chunk) for chunk in _chunks(group))
+        statements.extend(_statement_of(chunk) for chunk in _chunks(group, limits))
     return statements
 
 
-def _chunks(group: list[_Write]) -> Iterable[list[_Write]]:
+def _chunks(group: list[_Write], limits: tuple[int, int]) -> Iterable[list[_Write]]:
+    most, most_bytes = limits
     chunk: list[_Write] = []
     size = 0
     for write in group:
-        full = len(chunk) >= MAX_BATCH_STATEMENTS or size + write.size > MAX_BATCH_BYTES
+        full = len(chunk) >= most or size + write.size > most_bytes
         if chunk and full:
             yield chunk
             chunk, size = [], 0

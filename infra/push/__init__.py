@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from infra.push.store import SQLitePushStore
+from infra.push.ports import Subscriptions
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,6 @@ class PushRegistry:
     way a test's own push receiver is reached; anything else must be https.
     """
 
-    subscriptions: SQLitePushStore
+    subscriptions: Subscriptions
     vapid_public_key: str
     allow_http: bool

@@ -18,7 +18,8 @@ from uuid import uuid5
 
 from domain.ids import UserId
 from infra.push.outcomes import Outcome, backoff_seconds
-from infra.push.store import Delivery, SQLitePushStore, Target
+from infra.push.ports import PushStore
+from infra.push.store import Delivery, Target
 from infra.push.webhook import WEBHOOK_TARGET
 from projections.notifications import PendingPush, payload, still_unseen
 from projections.ports import HistoryQueries
@@ -61,7 +62,7 @@ class PushDispatcher:
 
     def __init__(
         self,
-        store: SQLitePushStore,
+        store: PushStore,
         queries: HistoryQueries,
         senders: Mapping[str, Sender],
         *,

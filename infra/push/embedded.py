@@ -25,6 +25,28 @@ def policy_of(settings: Settings) -> PushPolicy:
     )
 
 
+class MissingVapidKeyError(ValueError):
+    """
+    The scaled profile was started without the VAPID key all processes share.
+    """
+
+
+def vapid_keys(settings: Settings) -> VapidKeys:
+    """
+    The configured VAPID key; the embedded profile may keep one in its data dir.
+    """
+    configured = settings.push_vapid_private_key
+    if configured is not None:
+        return VapidKeys.from_setting(configured.get_secret_value())
+    if settings.profile == "scaled":
+        msg = (
+            "the scaled profile needs DUETTO_PUSH_VAPID_PRIVATE_KEY shared by "
+            "every gateway and `duetto notify`"
+        )
+        raise MissingVapidKeyError(msg)
+    return VapidKeys.load_or_create(settings.data_dir / VAPID_FILE)
+
+
 def senders_of(settings: Settings, keys: VapidKeys) -> dict[str, Sender]:
     """
     The web push sender, and the webhook's when the operator configured one.
@@ -53,7 +75,7 @@ def build_push(
     The push store, the routes' registry and the notifier thread (not started).
     """
     store = SQLitePushStore(settings.data_dir / "push.sqlite")
-    keys = VapidKeys.load_or_create(settings.data_dir / VAPID_FILE)
+    keys = vapid_keys(settings)
     decider = PushDecider(
         store, history, lambda user: presence.status(user).online, policy_of(settings)
     )

@@ -15,7 +15,7 @@ import time
 
 from commands.service import ChatService
 from infra.push.dispatcher import Clock, PushDispatcher, utc_now
-from infra.push.store import SQLitePushStore
+from infra.push.ports import PushStore
 from projections.notifications import PushDecider
 from projections.ports import LoggedEvent
 
@@ -33,7 +33,7 @@ class PushNotifier:
     def __init__(
         self,
         chat: ChatService,
-        store: SQLitePushStore,
+        store: PushStore,
         decider: PushDecider,
         dispatcher: PushDispatcher,
         *,

@@ -137,23 +137,26 @@ class Attempt:
     status_code: int | None
 
 
-def _epoch(at: datetime) -> float:
+def epoch_of(at: datetime) -> float:
+    """Seconds since the epoch, as both stores keep times."""
     return at.timestamp()
 
 
-def _time(epoch: float) -> datetime:
+def time_of(epoch: float) -> datetime:
+    """The UTC time of seconds since the epoch."""
     return datetime.fromtimestamp(epoch, UTC)
 
 
-def _push(row: PushRow) -> PendingPush:
+def push_of_row(row: PushRow) -> PendingPush:
+    """A pending push from its ``PUSH_COLUMNS``, in either store."""
     push_id, cid, recipient, sender, opened, due, seqs, body = row
     return PendingPush(
         push_id=UUID(push_id),
         conversation_id=UUID(cid),
         recipient=recipient,
         sender=sender,
-        opened_at=_time(opened),
-        due_at=_time(due),
+        opened_at=time_of(opened),
+        due_at=time_of(due),
         seqs=tuple(json.loads(seqs)),
         body=body,
     )
@@ -209,7 +212,7 @@ class SQLitePushStore:
                     subscription.user,
                     subscription.p256dh,
                     subscription.auth,
-                    _epoch(at),
+                    epoch_of(at),
                 ),
             )
 
@@ -259,7 +262,7 @@ class SQLitePushStore:
                 "AND recipient = ? AND status = 'pending'",
                 (str(conversation_id), recipient),
             ).fetchone()
-        return None if row is None else _push(row)
+        return None if row is None else push_of_row(row)
 
     def decided(self, conversation_id: UUID, seq: int) -> bool:
         with self._lock:
@@ -296,8 +299,8 @@ class SQLitePushStore:
                 str(push.conversation_id),
                 push.recipient,
                 push.sender,
-                _epoch(push.opened_at),
-                _epoch(push.due_at),
+                epoch_of(push.opened_at),
+                epoch_of(push.due_at),
                 json.dumps(list(push.seqs)),
                 push.body,
             ),
@@ -318,9 +321,9 @@ class SQLitePushStore:
             rows = self._db.execute(
                 f"SELECT {PUSH_COLUMNS} FROM pushes WHERE status = 'pending' "
                 "AND due_at <= ? ORDER BY due_at",
-                (_epoch(now),),
+                (epoch_of(now),),
             ).fetchall()
-        return [_push(row) for row in rows]
+        return [push_of_row(row) for row in rows]
 
     def cancel(self, push_id: UUID) -> None:
         with self._transaction() as db:
@@ -357,7 +360,7 @@ class SQLitePushStore:
                         target.endpoint,
                         target.p256dh,
                         target.auth,
-                        _epoch(at),
+                        epoch_of(at),
                     )
                     for delivery_id, target in deliveries
                 ],
@@ -371,12 +374,12 @@ class SQLitePushStore:
                 + ", ".join(f"p.{column}" for column in PUSH_COLUMNS.split(", "))
                 + " FROM deliveries d JOIN pushes p USING (push_id) "
                 "WHERE d.status = 'pending' AND d.next_at <= ? ORDER BY d.next_at",
-                (_epoch(now),),
+                (epoch_of(now),),
             ).fetchall()
         return [
             Delivery(
                 delivery_id=UUID(row[0]),
-                push=_push(row[7:]),
+                push=push_of_row(row[7:]),
                 count=row[1],
                 target=Target(*row[2:6]),
                 attempts=row[6],
@@ -400,7 +403,7 @@ class SQLitePushStore:
             db.execute(
                 "INSERT INTO attempts (delivery_id, number, started_at) "
                 "VALUES (?, ?, ?)",
-                (str(delivery_id), number, _epoch(at)),
+                (str(delivery_id), number, epoch_of(at)),
             )
         return int(number)
 
@@ -422,11 +425,11 @@ class SQLitePushStore:
             db.execute(
                 "UPDATE attempts SET finished_at = ?, outcome = ?, status_code = ? "
                 "WHERE delivery_id = ? AND number = ?",
-                (_epoch(at), outcome, status_code, str(delivery_id), number),
+                (epoch_of(at), outcome, status_code, str(delivery_id), number),
             )
             db.execute(
                 "UPDATE deliveries SET status = ?, next_at = ? WHERE delivery_id = ?",
-                (status, _epoch(next_at), str(delivery_id)),
+                (status, epoch_of(next_at), str(delivery_id)),
             )
             self._finish_push(db, delivery_id)
 
@@ -449,7 +452,7 @@ class SQLitePushStore:
                 "WHERE status = 'pending' UNION ALL SELECT MIN(next_at) "
                 "FROM deliveries WHERE status = 'pending')"
             ).fetchone()
-        return None if at is None else _time(at)
+        return None if at is None else time_of(at)
 
     # What happened, for operators and tests.
 
@@ -462,6 +465,6 @@ class SQLitePushStore:
                 (str(push_id),),
             ).fetchall()
         return [
-            Attempt(UUID(d), number, _time(started), outcome, code)
+            Attempt(UUID(d), number, time_of(started), outcome, code)
             for d, number, started, outcome, code in rows
         ]

@@ -26,6 +26,7 @@ from typing import IO, Protocol
 import httpx
 
 from api.auth import issue_token
+from infra.push.webpush import new_vapid_private_key
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
@@ -306,8 +307,19 @@ class ScaledDeployment:
             self._process(
                 ["project", "presence"], "presence", ready_line="assigned partitions"
             ),
+            *self._notifier(env),
             *(self._gateway(n, port) for n, port in enumerate(self.ports)),
         ]
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """The settings every process of this deployment runs with."""
+        return self._env
+
+    def process(self, name: str) -> ServerProcess:
+        """One process by name (``relay``, ``notify``, ...), to kill or restart."""
+        [found] = [p for p in self._processes if p.log_path.stem == name]
+        return found
 
     @property
     def base_url(self) -> str:
@@ -356,6 +368,12 @@ class ScaledDeployment:
             start_timeout=SCALED_START_TIMEOUT,
         )
 
+    def _notifier(self, env: Mapping[str, str]) -> list[ServerProcess]:
+        # `duetto notify` runs when a test configures push notifications.
+        if not any(key.startswith("DUETTO_PUSH_") for key in env):
+            return []
+        return [self._process(["notify"], "notify", ready_line="assigned partitions")]
+
     def _gateway(self, number: int, port: int) -> ServerProcess:
         return ServerProcess(
             ["serve", "--host", LOOPBACK, "--port", str(port)],
@@ -391,6 +409,8 @@ def scaled_servers_env() -> dict[str, str]:
         "DUETTO_CASSANDRA_HOSTS": LOOPBACK,
         "DUETTO_CASSANDRA_PORT": str(CassandraServer().port),
         "DUETTO_REDIS_URL": RedisServer().url,
+        # Every gateway and `duetto notify` sign pushes with the same key.
+        "DUETTO_PUSH_VAPID_PRIVATE_KEY": new_vapid_private_key(),
     }
 
 

@@ -1,11 +1,12 @@
 """
-Offline push notifications, end to end (issue 4), on the embedded profile.
+Offline push notifications, end to end (issue 4), on every profile.
 
-A real ``duetto serve`` runs with short grace and collapse periods; browsers'
-subscriptions point at a push service of the test's own on loopback, which
-verifies each VAPID signature and decrypts each payload (see
-``push_receiver``). Waits are bounded; "nothing arrives" is checked by
-waiting past the grace period with a margin.
+A real deployment runs with short grace and collapse periods: ``duetto
+serve`` alone (embedded), or two gateways, the relay, both projectors and
+``duetto notify`` (scaled). Browsers' subscriptions point at a push service
+of the test's own on loopback, which verifies each VAPID signature and
+decrypts each payload (see ``push_receiver``). Waits are bounded; "nothing
+arrives" is checked by waiting past the grace period with a margin.
 """
 
 from __future__ import annotations
@@ -20,10 +21,17 @@ from typing import Any
 from uuid import UUID
 
 import httpx
+import psycopg
 import pytest
 
+from infra.settings import Settings
 from tests.e2e.client import ChatClient, Person, send_frame
-from tests.e2e.deployment import EmbeddedDeployment
+from tests.e2e.deployment import (
+    STARTERS,
+    Deployment,
+    EmbeddedDeployment,
+    ScaledDeployment,
+)
 from tests.e2e.push_receiver import (
     PushReceiver,
     WebhookReceiver,
@@ -46,7 +54,7 @@ class PushWorld:
     A running server, the loopback push service, and the people of one test.
     """
 
-    def __init__(self, deployment: EmbeddedDeployment, receiver: PushReceiver) -> None:
+    def __init__(self, deployment: Deployment, receiver: PushReceiver) -> None:
         self.deployment = deployment
         self.receiver = receiver
         self.stack = AsyncExitStack()
@@ -64,12 +72,40 @@ class PushWorld:
 
     def attempts(self) -> list[tuple[str, int | None]]:
         """The attempt log as the server recorded it, read without writing."""
+        if isinstance(self.deployment, ScaledDeployment):
+            return _postgres_attempts(self.deployment.env)
+        assert isinstance(self.deployment, EmbeddedDeployment)
         path = self.deployment.data_dir / "push.sqlite"
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             rows = db.execute(
                 "SELECT outcome, status_code FROM attempts ORDER BY started_at"
             ).fetchall()
         return [(outcome, code) for outcome, code in rows]
+
+    def kill_notifier(self) -> None:
+        """SIGKILL whatever process runs the notifier."""
+        if isinstance(self.deployment, ScaledDeployment):
+            self.deployment.process("notify").kill()
+        else:
+            self.deployment.kill()
+
+    def restart_notifier(self) -> None:
+        if isinstance(self.deployment, ScaledDeployment):
+            self.deployment.process("notify").start()
+        else:
+            self.deployment.start()
+
+
+def _postgres_attempts(env: Mapping[str, str]) -> list[tuple[str, int | None]]:
+    settings = Settings.model_validate(
+        {k.removeprefix("DUETTO_").lower(): v for k, v in env.items()}
+    )
+    options = f"-c search_path={settings.postgres_schema}"
+    with psycopg.connect(settings.postgres_dsn, options=options) as db:
+        rows = db.execute(
+            "SELECT outcome, status_code FROM push_attempts ORDER BY started_at"
+        ).fetchall()
+    return [(outcome, code) for outcome, code in rows]
 
 
 StartWorld = Callable[[Mapping[str, str]], Awaitable[PushWorld]]
@@ -85,12 +121,12 @@ def receiver() -> Iterator[PushReceiver]:
 
 @pytest.fixture
 async def start_world(
-    tmp_path: Path, receiver: PushReceiver
+    profile: str, servers: None, tmp_path: Path, receiver: PushReceiver
 ) -> AsyncIterator[StartWorld]:
     worlds: list[PushWorld] = []
 
     async def start(env: Mapping[str, str]) -> PushWorld:
-        deployment = EmbeddedDeployment(tmp_path / "server", {**PUSH_ENV, **env})
+        deployment = STARTERS[profile](tmp_path / "server", {**PUSH_ENV, **env})
         deployment.start()
         world = PushWorld(deployment, receiver)
         worlds.append(world)
@@ -244,9 +280,9 @@ async def test_a_notifier_killed_after_deciding_pushes_exactly_once_on_restart(
         "the decision",
         10.0,
     )
-    world.deployment.kill()
+    world.kill_notifier()
     assert world.receiver.requests == []
-    world.deployment.start()
+    world.restart_notifier()
     pushes = await asyncio.to_thread(world.receiver.wait_for, 1)
     await asyncio.sleep(QUIET_SECONDS + 1.5)
 

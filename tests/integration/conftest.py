@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from infra.local.servers import KafkaServer, PostgresServer
+from infra.push.webpush import new_vapid_private_key
 from infra.settings import Settings
 
 
@@ -37,6 +38,8 @@ def scaled_env(
         "DUETTO_KAFKA_PARTITIONS": "4",
         # Consumer groups of their own, so no rebalance crosses tests.
         "DUETTO_KAFKA_GROUP_PREFIX": f"t-{unique}",
+        # Every scaled gateway needs the push key that all its processes share.
+        "DUETTO_PUSH_VAPID_PRIVATE_KEY": new_vapid_private_key(),
     }
 
 

@@ -108,10 +108,19 @@ def _read_until(
 def wait_until(condition: object, *, timeout: float, what: str) -> None:
     """
     Poll ``condition`` (a callable returning truthy) until it holds, or fail.
+
+    An error while polling counts as "not yet": a server that was just
+    restarted may refuse a request or two before it answers again.
     """
     assert callable(condition)
     deadline = time.monotonic() + timeout
-    while not condition():
+    last_error: Exception | None = None
+    while True:
+        try:
+            if condition():
+                return
+        except Exception as error:
+            last_error = error
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what} ({last_error!r})")
         time.sleep(0.1)

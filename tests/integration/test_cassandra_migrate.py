@@ -36,6 +36,7 @@ HISTORY_TABLES = {
     "messages_by_sender",
     "receipts",
     "positions",
+    "dead_letters",
     "schema_migrations",
 }
 
@@ -79,8 +80,8 @@ def test_migrate_creates_the_schema_and_records_each_version(
 ) -> None:
     applied = migrate(session, keyspace)
 
-    assert applied == [1, 2]
-    assert applied_versions(session, keyspace) == {1, 2}
+    assert applied == [1, 2, 3]
+    assert applied_versions(session, keyspace) == {1, 2, 3}
     assert tables_of(session, keyspace) == HISTORY_TABLES
     assert replication_of(session, keyspace) == {
         "class": "org.apache.cassandra.locator.SimpleStrategy",
@@ -95,21 +96,21 @@ def test_migrating_again_applies_nothing(session: Any, keyspace: str) -> None:
     again = migrate(session, keyspace)
 
     assert again == []
-    assert applied_versions(session, keyspace) == {1, 2}
+    assert applied_versions(session, keyspace) == {1, 2, 3}
 
 
 @pytest.mark.integration
 def test_a_new_version_is_applied_alone(session: Any, keyspace: str) -> None:
     migrate(session, keyspace)
     extra = Migration(
-        3, "extra", ("CREATE TABLE IF NOT EXISTS extra (k int PRIMARY KEY)",)
+        4, "extra", ("CREATE TABLE IF NOT EXISTS extra (k int PRIMARY KEY)",)
     )
 
     applied = migrate(session, keyspace, migrations=[*load_migrations(), extra])
 
-    assert applied == [3]
+    assert applied == [4]
     assert "extra" in tables_of(session, keyspace)
-    assert applied_versions(session, keyspace) == {1, 2, 3}
+    assert applied_versions(session, keyspace) == {1, 2, 3, 4}
 
 
 @pytest.mark.integration
@@ -156,7 +157,7 @@ def test_connect_migrates_the_configured_keyspace(
         history.close()
 
     assert position == 0
-    assert applied_versions(session, keyspace) == {1, 2}
+    assert applied_versions(session, keyspace) == {1, 2, 3}
 
 
 @pytest.mark.integration

@@ -1,0 +1,3 @@
+"""
+The analysts' tools: projection status, rebuilds and the dead-letter queue.
+"""
