@@ -161,3 +161,34 @@ def test_a_state_that_does_not_decode_is_named(
     # Then that conversation and version are named.
     assert verified.returncode == 1
     assert f"conversation {ids[2]} version 4: stored state of" in verified.stdout
+
+
+def test_a_rebuild_reads_version_1_events_with_the_documented_default(
+    chat: ChatService, settings: Settings, events_db: sqlite3.Connection
+) -> None:
+    # Given version 1 events beside version 2 ones in the store.
+    from infra.catalog import history_file
+    from infra.readmodels.embedded import EmbeddedRebuild
+    from infra.readmodels.rebuild import run_rebuild
+    from infra.sqlite import SQLiteHistory
+
+    ids = record_twenty(chat)
+    seed_version_1(events_db, ids)
+    fresh = ChatService(env=settings.event_store_env())
+
+    # When history is rebuilt into a new version from the log.
+    rebuild = EmbeddedRebuild(settings, fresh, drop_grace_seconds=0)
+    try:
+        run_rebuild(rebuild, keep_old=True)
+    finally:
+        rebuild.close()
+
+    # Then the new version holds every message, the version 1 ones included.
+    history = SQLiteHistory(history_file(settings.data_dir, rebuild.version))
+    assert [m.body for m in all_messages(history, ids[0])] == [
+        "hello 0",
+        "hi 0",
+        "bye 0",
+    ]
+    history.close()
+    fresh.close()
