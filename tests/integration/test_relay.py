@@ -14,6 +14,7 @@ from infra.bootstrap import chat_service
 from infra.kafka import ensure_topic
 from infra.local.servers import KafkaServer
 from infra.records import GENESIS_HASH, chain_hash
+from infra.settings import Settings
 from tests.integration.conftest import settings_from
 from tests.integration.processes import (
     DuettoProcess,
@@ -38,6 +39,14 @@ def record_500_events(chat: ChatService, *, round_name: str) -> None:
         chat.mark_read(
             MarkRead(conversation_id=sent.conversation_id, up_to_seq=8), user=peer
         )
+
+
+def wait_for_every_event(settings: Settings, *, timeout: float) -> None:
+    def relayed() -> int:
+        records = read_topic(settings.kafka_bootstrap, settings.kafka_topic)
+        return len({(r.record.conversation_id, r.record.version) for r in records})
+
+    wait_until(lambda: relayed() >= 500, timeout=timeout, what="all 500 in Kafka")
 
 
 def assert_exactly_relayed(records: list[KeyedRecord], expected: int) -> None:
@@ -89,19 +98,7 @@ def test_sigterm_right_after_the_last_produce_loses_nothing(
     restarted = DuettoProcess(["relay"], scaled_env, tmp_path / "relay.log")
 
     # Then after a restart all 500 are in Kafka, and repeats are identical.
-    wait_until(
-        lambda: (
-            len(
-                {
-                    (r.record.conversation_id, r.record.version)
-                    for r in read_topic(settings.kafka_bootstrap, settings.kafka_topic)
-                }
-            )
-            >= 500
-        ),
-        timeout=90,
-        what="all 500 events in Kafka",
-    )
+    wait_for_every_event(settings, timeout=90)
     restarted.stop()
     assert_exactly_relayed(
         read_topic(settings.kafka_bootstrap, settings.kafka_topic), 500
@@ -136,19 +133,7 @@ def test_kafka_down_during_shutdown_loses_nothing(
 
     # Then a restarted relay puts every event in Kafka, none dropped.
     restarted = DuettoProcess(["relay"], scaled_env, tmp_path / "relay.log")
-    wait_until(
-        lambda: (
-            len(
-                {
-                    (r.record.conversation_id, r.record.version)
-                    for r in read_topic(settings.kafka_bootstrap, settings.kafka_topic)
-                }
-            )
-            >= 500
-        ),
-        timeout=120,
-        what="all 500 events in Kafka",
-    )
+    wait_for_every_event(settings, timeout=120)
     restarted.stop()
     assert_exactly_relayed(
         read_topic(settings.kafka_bootstrap, settings.kafka_topic), 500
