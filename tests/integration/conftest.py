@@ -5,11 +5,14 @@ Real servers for integration tests, started from infra/local on loopback.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pytest
+import redis
 
-from infra.local.servers import KafkaServer, PostgresServer
+from infra.local.servers import KafkaServer, PostgresServer, RedisServer
 from infra.push.webpush import new_vapid_private_key
+from infra.redis import Names, connect
 from infra.settings import Settings
 
 
@@ -41,6 +44,26 @@ def scaled_env(
         # Every scaled gateway needs the push key that all its processes share.
         "DUETTO_PUSH_VAPID_PRIVATE_KEY": new_vapid_private_key(),
     }
+
+
+@pytest.fixture
+def names() -> Names:
+    """
+    Redis names of a prefix no other test uses.
+    """
+    return Names(prefix=f"test:{uuid.uuid4().hex}:")
+
+
+@pytest.fixture
+def client(redis_server: RedisServer, names: Names) -> Iterator[redis.Redis]:
+    """
+    A Redis client whose test's keys are deleted afterwards.
+    """
+    client = connect(redis_server.url)
+    yield client
+    for key in client.scan_iter(match=f"{names.prefix}*"):
+        client.delete(key)
+    client.close()
 
 
 def settings_from(env: dict[str, str]) -> Settings:

@@ -7,15 +7,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import pytest
 import redis
 
-from infra.local.servers import RedisServer
 from infra.redis import Names, RedisPresence, RedisUnavailableError, connect
 from projections.views import PresenceView
 
@@ -23,20 +21,6 @@ pytestmark = pytest.mark.integration
 
 TTL_SECONDS = 60.0
 SHORT_TTL_SECONDS = 1.0
-
-
-@pytest.fixture
-def names() -> Names:
-    return Names(prefix=f"test:{uuid.uuid4().hex}:")
-
-
-@pytest.fixture
-def client(redis_server: RedisServer, names: Names) -> Iterator[redis.Redis]:
-    client = connect(redis_server.url)
-    yield client
-    for key in client.scan_iter(match=f"{names.prefix}*"):
-        client.delete(key)
-    client.close()
 
 
 def gateway(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import queue
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
@@ -20,7 +19,6 @@ from infra.redis import (
     RedisPresence,
     RedisPublisher,
     RedisSubscriber,
-    connect,
 )
 from projections.ports import Frame
 
@@ -29,20 +27,6 @@ pytestmark = pytest.mark.integration
 WAIT_SECONDS = 5.0
 
 Received = queue.Queue[tuple[UserId, Frame]]
-
-
-@pytest.fixture
-def names() -> Names:
-    return Names(prefix=f"test:{uuid.uuid4().hex}:")
-
-
-@pytest.fixture
-def client(redis_server: RedisServer, names: Names) -> Iterator[redis.Redis]:
-    client = connect(redis_server.url)
-    yield client
-    for key in client.scan_iter(match=f"{names.prefix}*"):
-        client.delete(key)
-    client.close()
 
 
 @pytest.fixture

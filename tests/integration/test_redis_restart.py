@@ -12,7 +12,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +27,6 @@ from infra.redis import (
     RedisPresence,
     RedisPublisher,
     RedisSubscriber,
-    connect,
 )
 from projections.ports import Frame
 
@@ -71,20 +69,6 @@ class Gateway:
     def open_socket(self, user: UserId, connection_id: str) -> None:
         self.presence.connected(user, connection_id, datetime.now(UTC))
         self.subscriber.watch(user, connection_id)
-
-
-@pytest.fixture
-def names() -> Names:
-    return Names(prefix=f"test:{uuid.uuid4().hex}:")
-
-
-@pytest.fixture
-def client(redis_server: RedisServer, names: Names) -> Iterator[redis.Redis]:
-    client = connect(redis_server.url)
-    yield client
-    for key in client.scan_iter(match=f"{names.prefix}*"):
-        client.delete(key)
-    client.close()
 
 
 @pytest.fixture
