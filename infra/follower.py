@@ -11,20 +11,17 @@ on anything older with ``sync``.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 from commands.service import ChatService
 from infra.deadletters import decode_logged
 from infra.records import record_of
+from infra.worker import Worker
 from projections.deadletter import ParkingProjector
 from projections.fanout import FanOut
 from projections.ports import LoggedEvent
 from projections.runner import HistoryProjector
 
 logger = logging.getLogger(__name__)
-
-RETRY_PAUSE_SECONDS = 1.0
 
 
 class LogFollower:
@@ -46,10 +43,9 @@ class LogFollower:
         self._fanout = fanout
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
         self._fanout_from = self.head()
-        self._thread = threading.Thread(target=self._run, name="log-follower")
+        # A failed batch advanced no position, so the next step retries it.
+        self._worker = Worker("log-follower", self.catch_up, lambda: poll_seconds)
 
     def start(self) -> None:
         logger.info(
@@ -57,19 +53,16 @@ class LogFollower:
             self._projector.position,
             self._fanout_from,
         )
-        self._thread.start()
+        self._worker.start()
 
     def wake(self) -> None:
         """
         Say that something was appended; the thread reads it at once.
         """
-        self._wake.set()
+        self._worker.wake()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        self._worker.stop()
 
     def head(self) -> int:
         return self._chat.recorder.max_notification_id() or 0
@@ -83,17 +76,6 @@ class LogFollower:
         """
         while self._step():
             pass
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(self._poll_seconds)
-            self._wake.clear()
-            try:
-                self.catch_up()
-            except Exception:
-                # The position was not advanced, so the same batch is retried.
-                logger.exception("projecting failed; retrying")
-                time.sleep(RETRY_PAUSE_SECONDS)
 
     def _step(self) -> bool:
         start = self._projector.position + 1

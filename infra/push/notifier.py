@@ -10,19 +10,17 @@ push or a retry falls due.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 from commands.service import ChatService
 from infra.push.dispatcher import Clock, PushDispatcher, utc_now
 from infra.push.ports import PushStore
+from infra.worker import Worker
 from projections.notifications import PushDecider
 from projections.ports import LoggedEvent
 
 logger = logging.getLogger(__name__)
 
 NOTIFIER = "notifier"
-RETRY_PAUSE_SECONDS = 1.0
 
 
 class PushNotifier:
@@ -48,9 +46,9 @@ class PushNotifier:
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
         self._clock = clock
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="push-notifier")
+        # Nothing past the saved position was decided by a failed step, so
+        # the next step retries it.
+        self._worker = Worker("push-notifier", self.step, self._pause)
 
     def start(self) -> None:
         # Pushes are for what happens from now on: a first start begins at
@@ -59,19 +57,16 @@ class PushNotifier:
             head = self._chat.recorder.max_notification_id() or 0
             self._store.save_position(NOTIFIER, head)
         logger.info("notifier at position %s", self._store.position(NOTIFIER))
-        self._thread.start()
+        self._worker.start()
 
     def wake(self) -> None:
         """
         Say that something was appended; the thread reads it at once.
         """
-        self._wake.set()
+        self._worker.wake()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
+        self._worker.stop()
         self._dispatcher.close()
 
     def step(self) -> None:
@@ -81,17 +76,6 @@ class PushNotifier:
         while self._follow():
             pass
         self._dispatcher.run_due()
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(self._pause())
-            self._wake.clear()
-            try:
-                self.step()
-            except Exception:
-                # Nothing past the saved position was decided: it is retried.
-                logger.exception("notifier step failed; retrying")
-                time.sleep(RETRY_PAUSE_SECONDS)
 
     def _pause(self) -> float:
         due = self._store.next_due()
